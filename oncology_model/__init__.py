@@ -1,0 +1,1 @@
+"""Breast-cancer classifier."""

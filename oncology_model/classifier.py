@@ -1,0 +1,101 @@
+"""The `Classifier`: the bundled ONNX model, verified, behind a small typed API.
+
+Serving never unpickles and never imports scikit-learn or joblib: the model runs in ONNX Runtime,
+and only after its SHA-256 matched the metadata written at training time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+
+from oncology_model.integrity import (
+    ONNX_FILE,
+    ArtifactError,
+    bundled_artifacts_dir,
+    read_metadata,
+    verified_bytes,
+    version_tuple,
+)
+from oncology_model.datamodel import FEATURES, Prediction, Tumor
+
+
+class Classifier:
+    """Scores tumors with the trained model; `predict` applies the model's chosen threshold."""
+
+    def __init__(self, *, artifacts_dir: Path | None = None) -> None:
+        directory = artifacts_dir or bundled_artifacts_dir()
+        self.metadata: dict[str, Any] = read_metadata(directory)
+        _check_engine_version(self.metadata, directory)
+        model = verified_bytes(directory, ONNX_FILE, self.metadata)
+        options = onnxruntime.SessionOptions()
+        # One thread per session: gunicorn runs one sync worker per core, and a thread pool per
+        # worker would only fight the other workers for the same cores on tiny inputs.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        try:
+            self._session = onnxruntime.InferenceSession(
+                model, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ArtifactError(f"model artifact {directory / ONNX_FILE} cannot be loaded: {exc}")
+        engine = self.metadata["engine"]
+        self._input: str = engine["input"]
+        self._output: list[str] = [engine["output"]]
+        self.threshold: float = float(self.metadata["threshold"])
+        self.model_version: str = self.metadata["model_version"]
+        self.medians = np.array(
+            [self.metadata["features"][name]["median"] for name in FEATURES], dtype=np.float32
+        )
+
+    def malignant_probabilities(self, rows: np.ndarray) -> np.ndarray:
+        """Malignant probability of each (n, 9) row (NaN where not measured), in one engine call."""
+        inputs = {self._input: np.asarray(rows, dtype=np.float32).reshape(-1, len(FEATURES))}
+        probabilities = self._session.run(self._output, inputs)[0]
+        return np.asarray(probabilities[:, 1], dtype=np.float64)
+
+    def labels(self, probabilities: np.ndarray) -> np.ndarray:
+        """True where a malignant probability reaches the threshold."""
+        return np.asarray(probabilities >= self.threshold)
+
+    def predict_proba(self, tumor: Tumor) -> dict[Prediction, float]:
+        """The probability of each class for one tumor."""
+        malignant = float(self.malignant_probabilities(np.array([tumor.to_row()]))[0])
+        return {Prediction.BENIGN: 1.0 - malignant, Prediction.MALIGNANT: malignant}
+
+    def predict(self, tumor: Tumor) -> Prediction:
+        """The diagnosis for one tumor."""
+        return self.predict_many([tumor])[0]
+
+    def predict_many(self, tumors: Sequence[Tumor]) -> list[Prediction]:
+        """Diagnoses for many tumors, scored in one engine call."""
+        if not tumors:
+            return []
+        rows = np.array([tumor.to_row() for tumor in tumors], dtype=np.float64)
+        malignant = self.labels(self.malignant_probabilities(rows))
+        return [Prediction.MALIGNANT if m else Prediction.BENIGN for m in malignant]
+
+    def contributions(self, rows: np.ndarray) -> np.ndarray:
+        """Per-feature contribution of each row: its malignant probability minus the probability
+        with that one feature set to its training median. Shape (n, 9); one engine call."""
+        rows = np.asarray(rows, dtype=np.float32).reshape(-1, len(FEATURES))
+        n, k = rows.shape
+        # Block i of k+1 rows: the row itself, then one copy per feature with that feature replaced.
+        variants = np.repeat(rows, k + 1, axis=0).reshape(n, k + 1, k)
+        diagonal = np.arange(k)
+        variants[:, 1 + diagonal, diagonal] = self.medians
+        probabilities = self.malignant_probabilities(variants.reshape(-1, k)).reshape(n, k + 1)
+        return probabilities[:, :1] - probabilities[:, 1:]
+
+
+def _check_engine_version(metadata: dict[str, Any], directory: Path) -> None:
+    required = metadata["engine"]["min_version"]
+    if version_tuple(onnxruntime.__version__) < version_tuple(required):
+        raise ArtifactError(
+            f"model artifact {directory / ONNX_FILE} needs onnxruntime >= {required}, "
+            f"but {onnxruntime.__version__} is installed"
+        )

@@ -1,0 +1,252 @@
+"""The datamodel: a `Tumor` (nine cytology scores) and its `Prediction`.
+
+Validation lives here, once, for every caller: the `Tumor` constructor, `Tumor.from_dict` for parsed
+JSON, and `validate_rows`, the vectorised path the web service uses for batches. All of them apply
+`score_error` and report every bad field at once in an `InvalidTumorError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import operator
+from collections.abc import Iterator, Mapping, Sequence
+from enum import Enum
+from typing import Any, ClassVar
+
+import numpy as np
+
+FEATURES: tuple[str, ...] = (
+    "clump_thickness",
+    "uniformity_of_cell_size",
+    "uniformity_of_cell_shape",
+    "marginal_adhesion",
+    "single_epithelial_cell_size",
+    "bare_nuclei",
+    "bland_chromatin",
+    "normal_nucleoli",
+    "mitoses",
+)
+"""The nine cytology scores, in the order of the UCI file and of the model's input columns."""
+
+FEATURE_DESCRIPTIONS: dict[str, str] = {
+    "clump_thickness": "Thickness of cell clumps (monolayer 1, multilayer 10).",
+    "uniformity_of_cell_size": "Uniformity of cell size (uniform 1, varied 10).",
+    "uniformity_of_cell_shape": "Uniformity of cell shape (uniform 1, varied 10).",
+    "marginal_adhesion": "Marginal adhesion between cells (cohesive 1, lost 10).",
+    "single_epithelial_cell_size": "Single epithelial cell size (normal 1, enlarged 10).",
+    "bare_nuclei": "Bare nuclei, without surrounding cytoplasm (rare 1, frequent 10).",
+    "bland_chromatin": "Bland chromatin texture of the nucleus (uniform 1, coarse 10).",
+    "normal_nucleoli": "Normal nucleoli (small and few 1, prominent 10).",
+    "mitoses": "Mitoses, the rate of cell division (rare 1, frequent 10).",
+}
+
+SCORE_MIN = 1
+SCORE_MAX = 10
+SCORE_RULE = f"must be an integer from {SCORE_MIN} to {SCORE_MAX}, or null when not measured"
+
+Score = int | None
+
+
+class InvalidTumorError(ValueError):
+    """Bad tumor input; `errors` maps every bad field (or path) to the rule it breaks."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__("invalid tumor: " + "; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+
+class Prediction(Enum):
+    """The diagnosis a classifier gives a tumor."""
+
+    BENIGN = "benign"
+    MALIGNANT = "malignant"
+
+    @classmethod
+    def from_class(cls, class_id: int) -> Prediction:
+        """Map the UCI file's class column (2 benign, 4 malignant)."""
+        if type(class_id) is not bool:
+            if class_id == 2:
+                return cls.BENIGN
+            if class_id == 4:
+                return cls.MALIGNANT
+        raise ValueError(f"unknown class {class_id!r}: expected 2 (benign) or 4 (malignant)")
+
+    @classmethod
+    def from_classifier(cls, value: int) -> Prediction:
+        """Map a classifier's label (0 benign, 1 malignant)."""
+        if type(value) is not bool:
+            if value == 0:
+                return cls.BENIGN
+            if value == 1:
+                return cls.MALIGNANT
+        raise ValueError(f"unknown classifier label {value!r}: expected 0 (benign) or 1 (malignant)")
+
+
+def score_error(value: object) -> str | None:
+    """The rule `value` breaks as a score, or None when it is a valid score (or null)."""
+    kind = type(value)
+    if value is None:
+        return None
+    if kind is int:
+        if SCORE_MIN <= value <= SCORE_MAX:  # type: ignore[operator]  # kind is int
+            return None
+        return f"{value} is out of range: {SCORE_RULE}"
+    if kind is float:
+        # JSON has one number type: 5.0 is the integer 5, but 2.5, NaN and Infinity are not.
+        if math.isfinite(value) and value.is_integer():  # type: ignore[arg-type, attr-defined]
+            if SCORE_MIN <= value <= SCORE_MAX:  # type: ignore[operator]
+                return None
+            return f"{value:g} is out of range: {SCORE_RULE}"
+        return f"{value!r} is not a whole number: {SCORE_RULE}"
+    return f"got {_json_type(value)}: {SCORE_RULE}"
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return f"a value of type {type(value).__name__}"
+
+
+def field_errors(data: object, prefix: str = "") -> dict[str, str]:
+    """Every rule a parsed-JSON tumor object breaks, keyed by `prefix` + field name."""
+    if not isinstance(data, Mapping):
+        return {prefix.rstrip(".") or "body": f"must be a JSON object with the fields {_field_list()}"}
+    errors = {
+        prefix + name: error
+        for name in FEATURES
+        if (error := ("is required" if name not in data else score_error(data[name])))
+    }
+    for name in data:
+        if name not in _FEATURE_SET:
+            errors[prefix + str(name)] = f"is not a tumor field; expected only {_field_list()}"
+    return errors
+
+
+def _field_list() -> str:
+    return ", ".join(FEATURES)
+
+
+_FEATURE_SET = frozenset(FEATURES)
+_VALID_SCORES: dict[object, float] = {
+    **{v: float(v) for v in range(SCORE_MIN, SCORE_MAX + 1)},
+    None: math.nan,
+}
+# Every tuple of score types the fast path accepts: each score an int or None, never a bool
+# (True == 1 would pass the look-up table above) and never a float (5.0 takes the slow path).
+_FAST_TYPES = frozenset(itertools.product((int, type(None)), repeat=len(FEATURES)))
+_scores_of = operator.itemgetter(*FEATURES)
+
+
+def validate_rows(items: Sequence[object], path: str = "") -> np.ndarray:
+    """Validate parsed-JSON tumors and return them as a float (n, 9) array, NaN for null.
+
+    The common case (an exact-fields object of int or null scores) costs a few C-level calls per
+    tumor; anything else goes through `field_errors`, which decides and words every error, so
+    both paths apply the same rules. `path` names a batch: "tumors" gives "tumors[3].mitoses".
+    """
+    valid = _VALID_SCORES
+    rows: list[list[float]] = []
+    errors: dict[str, str] = {}
+    for i, item in enumerate(items):
+        if type(item) is dict and item.keys() == _FEATURE_SET:
+            scores = _scores_of(item)
+            if tuple(map(type, scores)) in _FAST_TYPES:
+                try:
+                    rows.append([valid[score] for score in scores])
+                    continue
+                except KeyError:
+                    pass
+        item_errors = field_errors(item, f"{path}[{i}]." if path else "")
+        if item_errors:
+            errors.update(item_errors)
+        else:  # valid, but not plain: e.g. 5.0
+            rows.append([_as_float(item[name]) for name in FEATURES])  # type: ignore[index]
+    if errors:
+        raise InvalidTumorError(errors)
+    return np.array(rows, dtype=np.float64).reshape(len(items), len(FEATURES))
+
+
+def _as_float(score: object) -> float:
+    return math.nan if score is None else float(score)  # type: ignore[arg-type]
+
+
+class Tumor:
+    """One tumor's nine cytology scores, each an integer 1..10 or None when not measured.
+
+    Construct it positionally in `FEATURES` order, by keyword, or with `Tumor.from_dict`.
+    Every bad, missing or unknown field is reported at once in an `InvalidTumorError`.
+    """
+
+    __slots__ = FEATURES
+    FEATURES: ClassVar[tuple[str, ...]] = FEATURES
+
+    clump_thickness: Score
+    uniformity_of_cell_size: Score
+    uniformity_of_cell_shape: Score
+    marginal_adhesion: Score
+    single_epithelial_cell_size: Score
+    bare_nuclei: Score
+    bland_chromatin: Score
+    normal_nucleoli: Score
+    mitoses: Score
+
+    def __init__(self, *scores: Score, **named: Score) -> None:
+        data: dict[str, Any] = dict(named)
+        errors: dict[str, str] = {}
+        if len(scores) > len(FEATURES):
+            errors["scores"] = f"got {len(scores)} positional scores; a tumor has {len(FEATURES)}"
+        for name, score in zip(FEATURES, scores, strict=False):
+            if name in data:
+                errors[name] = "is given both by position and by keyword"
+            data[name] = score
+        errors.update(field_errors(data))
+        if errors:
+            raise InvalidTumorError(errors)
+        for name in FEATURES:
+            value = data[name]
+            object.__setattr__(self, name, None if value is None else int(value))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Tumor:
+        """Build a tumor from a parsed JSON object with exactly the nine fields."""
+        errors = field_errors(data)
+        if errors:
+            raise InvalidTumorError(errors)
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Score]:
+        """The nine scores by name, as JSON would carry them."""
+        return {name: getattr(self, name) for name in FEATURES}
+
+    def to_row(self) -> list[float]:
+        """The model's input row: the scores as floats, NaN where not measured."""
+        return [_as_float(getattr(self, name)) for name in FEATURES]
+
+    @property
+    def missing(self) -> list[str]:
+        """Names of the scores that were not measured."""
+        return [name for name in FEATURES if getattr(self, name) is None]
+
+    def __iter__(self) -> Iterator[Score]:
+        return (getattr(self, name) for name in FEATURES)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Tumor is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Tumor):
+            return NotImplemented
+        return tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return "Tumor(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in FEATURES) + ")"

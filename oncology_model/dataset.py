@@ -1,0 +1,93 @@
+"""Reading the UCI "Breast Cancer Wisconsin (Original)" file format.
+
+No header, comma-separated, eleven columns: sample code number, the nine scores (`?` where not
+measured) and the class (2 benign, 4 malignant). The original file ships in `oncology_model.data`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from oncology_model.datamodel import FEATURES, SCORE_MAX, SCORE_MIN, Prediction
+
+BUNDLED_DATA_FILE = "breast-cancer-wisconsin.data"
+N_COLUMNS = 2 + len(FEATURES)
+
+
+class DatasetError(ValueError):
+    """The data file is not in the UCI format; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Scores `X` (float, NaN where not measured), labels `y` (1 malignant) and sample ids."""
+
+    X: np.ndarray
+    y: np.ndarray
+    sample_ids: np.ndarray
+    sha256: str
+    source: str
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.y)
+
+
+def bundled_data_path() -> Path:
+    """Path of the shipped UCI file."""
+    return Path(str(resources.files("oncology_model.data").joinpath(BUNDLED_DATA_FILE)))
+
+
+def load_dataset(*, path: Path | None = None) -> Dataset:
+    """Read a UCI-format file (default: the bundled one), checking every value."""
+    path = path or bundled_data_path()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"cannot read data file {path}: {exc.strerror}") from exc
+    rows: list[list[float]] = []
+    labels: list[int] = []
+    ids: list[int] = []
+    for number, line in enumerate(raw.decode("ascii", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        cells = [cell.strip() for cell in line.split(",")]
+        if len(cells) != N_COLUMNS:
+            raise DatasetError(f"{where}: expected {N_COLUMNS} columns, found {len(cells)}")
+        ids.append(_integer(cells[0], where, "sample_code_number"))
+        rows.append([_score(cell, where, name) for cell, name in zip(cells[1:-1], FEATURES)])
+        try:
+            labels.append(1 if Prediction.from_class(int(cells[-1])) is Prediction.MALIGNANT else 0)
+        except ValueError:
+            raise DatasetError(f"{where}: class {cells[-1]!r} is not 2 or 4") from None
+    if not rows:
+        raise DatasetError(f"{path}: no rows")
+    return Dataset(
+        X=np.array(rows, dtype=np.float64),
+        y=np.array(labels, dtype=np.int64),
+        sample_ids=np.array(ids, dtype=np.int64),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        source=path.name,
+    )
+
+
+def _integer(cell: str, where: str, name: str) -> int:
+    try:
+        return int(cell)
+    except ValueError:
+        raise DatasetError(f"{where}: {name} {cell!r} is not an integer") from None
+
+
+def _score(cell: str, where: str, name: str) -> float:
+    if cell == "?":
+        return float("nan")
+    value = _integer(cell, where, name)
+    if not SCORE_MIN <= value <= SCORE_MAX:
+        raise DatasetError(f"{where}: {name} {value} is outside {SCORE_MIN}..{SCORE_MAX}")
+    return float(value)

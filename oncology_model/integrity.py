@@ -1,0 +1,86 @@
+"""Where the trained artifacts live and how they are verified before anything reads them.
+
+Metadata (`metadata.json`) records the SHA-256 of every artifact; `verified_bytes` returns a file's
+content only when it matches, so no caller ever parses an artifact it could not verify.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+METADATA_FILE = "metadata.json"
+ONNX_FILE = "model.onnx"
+JOBLIB_FILE = "model.joblib"
+METADATA_FORMAT = 1
+
+
+class ArtifactError(RuntimeError):
+    """An artifact is missing, altered or incompatible; the message names the file."""
+
+
+def bundled_artifacts_dir() -> Path:
+    """The folder of the artifacts bundled in the package."""
+    return Path(str(resources.files("oncology_model.artifacts")))
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_metadata(directory: Path) -> dict[str, Any]:
+    """Parse and sanity-check `metadata.json` in `directory`."""
+    path = directory / METADATA_FILE
+    try:
+        metadata = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ArtifactError(
+            f"model metadata {path} is missing: train the model first (make train)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"model metadata {path} is unreadable: {exc}") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != METADATA_FORMAT:
+        raise ArtifactError(
+            f"model metadata {path} is not format {METADATA_FORMAT}: retrain with this version"
+        )
+    return metadata
+
+
+def verified_bytes(directory: Path, name: str, metadata: dict[str, Any]) -> bytes:
+    """The content of artifact `name`, only if its SHA-256 matches the metadata."""
+    path = directory / name
+    expected = metadata.get("artifacts", {}).get(name, {}).get("sha256")
+    if not expected:
+        raise ArtifactError(f"model metadata lists no SHA-256 for {path}")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ArtifactError(f"model artifact {path} is missing") from None
+    except OSError as exc:
+        raise ArtifactError(f"model artifact {path} is unreadable: {exc.strerror}") from None
+    actual = sha256_of(data)
+    if actual != expected:
+        raise ArtifactError(
+            f"model artifact {path} fails verification: SHA-256 {actual} does not match "
+            f"the metadata's {expected}; refusing to load it"
+        )
+    return data
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """Leading numeric parts of a version string: "1.31.1" -> (1, 31, 1)."""
+    parts = []
+    for part in version.split("."):
+        digits = "".join(c for c in part if c.isdigit()) if part[:1].isdigit() else ""
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def write_json(path: Path, content: dict[str, Any]) -> None:
+    """Write JSON deterministically (sorted keys, fixed indentation, trailing newline)."""
+    path.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")

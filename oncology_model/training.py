@@ -1,0 +1,361 @@
+"""Train, evaluate honestly, and export the model: `python -m oncology_model.training`.
+
+1. Every candidate is evaluated by repeated, stratified cross-validation grouped by
+   `sample_code_number` (ids repeat in this data; a sample never sits on both sides of a split).
+   Each candidate is a full pipeline: median imputation, the model, and Platt (sigmoid)
+   calibration fitted on grouped inner folds of the training part only.
+2. Selection rule: the highest mean ROC AUC wins; candidates within `AUC_TIE` of it count as tied
+   and the simplest of them (earliest in `CANDIDATES`) is chosen.
+3. Threshold: the largest malignant-probability threshold whose pooled out-of-fold sensitivity
+   reaches `TARGET_SENSITIVITY` (missing a cancer costs more than a false alarm); never above 0.5.
+   Threshold-dependent figures of each fold use a threshold chosen without that fold's labels.
+4. The chosen pipeline is refitted on all rows and saved as joblib (the reference) and ONNX (what
+   is served), with `metadata.json` holding the hashes, versions, threshold and CV figures.
+
+Determinism: seeds are fixed and the outputs are written in a fixed form, so the same data, seed
+and library versions give byte-identical `model.onnx` and `model.joblib`. The one varying field is
+the training date in `metadata.json`; set SOURCE_DATE_EPOCH to fix it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import onnxruntime
+import sklearn
+import skl2onnx
+from skl2onnx.common.data_types import FloatTensorType
+from sklearn.base import ClassifierMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss, roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from oncology_model.integrity import (
+    JOBLIB_FILE,
+    METADATA_FILE,
+    METADATA_FORMAT,
+    ONNX_FILE,
+    ArtifactError,
+    bundled_artifacts_dir,
+    sha256_of,
+    write_json,
+)
+from oncology_model.datamodel import FEATURE_DESCRIPTIONS, FEATURES, SCORE_MAX, SCORE_MIN
+from oncology_model.dataset import Dataset, DatasetError, load_dataset
+
+SEED = 20261121
+N_SPLITS = 5
+N_REPEATS = 5
+N_CALIBRATION_SPLITS = 3
+AUC_TIE = 0.002
+TARGET_SENSITIVITY = 0.98
+ONNX_OPSET = 17
+ONNX_INPUT = "tumors"
+ONNX_OUTPUT = "probabilities"
+METRICS = ("roc_auc", "accuracy", "sensitivity", "specificity", "brier")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    algorithm: str
+    make: Callable[[int], ClassifierMixin]
+    scale: bool = False  # standardise the scores first (outside the calibrator: see build_pipeline)
+
+
+CANDIDATES: tuple[Candidate, ...] = (
+    Candidate(
+        "logistic_regression",
+        "L2-regularised logistic regression on standardised scores",
+        lambda seed: LogisticRegression(C=1.0, max_iter=1000),
+        scale=True,
+    ),
+    Candidate(
+        "random_forest",
+        "random forest of 100 trees, monotonically increasing in every score",
+        lambda seed: RandomForestClassifier(
+            n_estimators=100,
+            min_samples_leaf=2,
+            monotonic_cst=[1] * len(FEATURES),
+            random_state=seed,
+            n_jobs=1,
+        ),
+    ),
+)
+
+
+def build_pipeline(candidate: Candidate, groups: np.ndarray, y: np.ndarray, seed: int) -> Pipeline:
+    """Imputation (+ scaling) + calibrated model; calibration folds are grouped like the CV.
+
+    The calibrator wraps the bare model, never a pipeline: skl2onnx calibrates a pipeline's
+    probabilities where scikit-learn calibrates its decision function, and the two would differ.
+    """
+    splits = list(StratifiedGroupKFold(N_CALIBRATION_SPLITS, shuffle=True, random_state=seed).split(
+        np.zeros((len(y), 1)), y, groups
+    ))
+    scaling = [("scale", StandardScaler())] if candidate.scale else []
+    return Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="median")),
+            *scaling,
+            (
+                "calibrated",
+                CalibratedClassifierCV(
+                    candidate.make(seed), method="sigmoid", cv=splits, ensemble=False
+                ),
+            ),
+        ]
+    )
+
+
+def out_of_fold(candidate: Candidate, data: Dataset, seed: int) -> list[dict[str, Any]]:
+    """Malignant probabilities for every validation fold of the repeated grouped CV."""
+    folds = []
+    for repeat in range(N_REPEATS):
+        splitter = StratifiedGroupKFold(N_SPLITS, shuffle=True, random_state=seed + repeat)
+        for train, valid in splitter.split(data.X, data.y, data.sample_ids):
+            pipeline = build_pipeline(candidate, data.sample_ids[train], data.y[train], seed)
+            pipeline.fit(data.X[train], data.y[train])
+            folds.append(
+                {
+                    "repeat": repeat,
+                    "index": valid,
+                    "y": data.y[valid],
+                    "p": pipeline.predict_proba(data.X[valid])[:, 1],
+                }
+            )
+    return folds
+
+
+def choose_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The largest threshold (<= 0.5) at which `p >= threshold` finds TARGET_SENSITIVITY of y."""
+    malignant = np.sort(p[y == 1])
+    allowed_misses = int(np.floor((1 - TARGET_SENSITIVITY) * len(malignant)))
+    return float(min(0.5, malignant[allowed_misses]))
+
+
+def fold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    predicted = p >= threshold
+    positives, negatives = y == 1, y == 0
+    return {
+        "roc_auc": float(roc_auc_score(y, p)),
+        "accuracy": float(np.mean(predicted == positives)),
+        "sensitivity": float(np.mean(predicted[positives])),
+        "specificity": float(np.mean(~predicted[negatives])),
+        "brier": float(brier_score_loss(y, p)),
+    }
+
+
+def evaluate(folds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-fold figures, each fold's threshold chosen on the other folds of its repeat."""
+    per_fold = []
+    for fold in folds:
+        others = [f for f in folds if f["repeat"] == fold["repeat"] and f is not fold]
+        threshold = choose_threshold(
+            np.concatenate([f["y"] for f in others]), np.concatenate([f["p"] for f in others])
+        )
+        per_fold.append({**fold_metrics(fold["y"], fold["p"], threshold), "threshold": threshold})
+    summary = {
+        name: _spread([fold[name] for fold in per_fold]) for name in (*METRICS, "threshold")
+    }
+    return {"summary": summary, "folds": per_fold}
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    array = np.array(values)
+    return {
+        "mean": round(float(array.mean()), 6),
+        "std": round(float(array.std(ddof=1)), 6),
+        "min": round(float(array.min()), 6),
+        "max": round(float(array.max()), 6),
+    }
+
+
+def select(results: dict[str, dict[str, Any]]) -> str:
+    """The selection rule of the module docstring."""
+    best = max(r["summary"]["roc_auc"]["mean"] for r in results.values())
+    for candidate in CANDIDATES:
+        if results[candidate.name]["summary"]["roc_auc"]["mean"] >= best - AUC_TIE:
+            return candidate.name
+    raise AssertionError("unreachable: the best candidate is within the tie of itself")
+
+
+def export_onnx(pipeline: Pipeline) -> bytes:
+    """The fitted pipeline as ONNX: input float32 (n, 9) with NaN, output (n, 2) probabilities."""
+    model = skl2onnx.to_onnx(
+        pipeline,
+        initial_types=[(ONNX_INPUT, FloatTensorType([None, len(FEATURES)]))],
+        target_opset={"": ONNX_OPSET, "ai.onnx.ml": 3},
+        options={"zipmap": False},
+        final_types=None,
+        naming=lambda name, seen: name,
+    )
+    outputs = [o.name for o in model.graph.output]
+    if ONNX_OUTPUT not in outputs:
+        # skl2onnx names the outputs "label" and "probabilities"; anything else is a surprise.
+        raise ArtifactError(f"ONNX export has outputs {outputs}, expected {ONNX_OUTPUT!r}")
+    return bytes(model.SerializeToString())
+
+
+def dump_joblib(pipeline: Pipeline) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(pipeline, buffer)
+    return buffer.getvalue()
+
+
+def library_versions() -> dict[str, str]:
+    names = ("numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "joblib")
+    versions = {name: importlib_metadata.version(name) for name in names}
+    versions["python"] = platform.python_version()
+    return versions
+
+
+def training_date() -> str:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    moment = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
+    return moment.replace(microsecond=0).isoformat()
+
+
+def package_version() -> str:
+    try:
+        return importlib_metadata.version("oncology-model")
+    except importlib_metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def train(
+    *, data: Dataset, out_dir: Path, report_dir: Path | None, seed: int = SEED, log: Any = print
+) -> dict[str, Any]:
+    """Evaluate the candidates, choose one, fit it on all rows, write artifacts and report."""
+    started = time.perf_counter()
+    results, oof = {}, {}
+    for candidate in CANDIDATES:
+        oof[candidate.name] = out_of_fold(candidate, data, seed)
+        results[candidate.name] = evaluate(oof[candidate.name])
+        summary = results[candidate.name]["summary"]
+        log(
+            f"{candidate.name:>20}: ROC AUC {_fmt(summary['roc_auc'])}, sensitivity "
+            f"{_fmt(summary['sensitivity'])}, accuracy {_fmt(summary['accuracy'])}"
+        )
+    chosen = next(c for c in CANDIDATES if c.name == select(results))
+    pooled_y = np.concatenate([f["y"] for f in oof[chosen.name]])
+    pooled_p = np.concatenate([f["p"] for f in oof[chosen.name]])
+    threshold = choose_threshold(pooled_y, pooled_p)
+
+    pipeline = build_pipeline(chosen, data.sample_ids, data.y, seed)
+    pipeline.fit(data.X, data.y)
+    onnx_bytes = export_onnx(pipeline)
+    joblib_bytes = dump_joblib(pipeline)
+    version = package_version()
+    medians = pipeline.named_steps["impute"].statistics_
+    metadata = {
+        "format": METADATA_FORMAT,
+        "name": "oncology-breast-cancer-classifier",
+        "package_version": version,
+        "model_version": f"{version}+{sha256_of(onnx_bytes)[:12]}",
+        "algorithm": f"{chosen.algorithm}, median imputation, Platt-calibrated",
+        "candidate": chosen.name,
+        "trained_at": training_date(),
+        "seed": seed,
+        "threshold": round(threshold, 6),
+        "classes": {"0": "benign", "1": "malignant"},
+        "features": {
+            name: {
+                "position": i,
+                "min": SCORE_MIN,
+                "max": SCORE_MAX,
+                "median": float(medians[i]),
+                "description": FEATURE_DESCRIPTIONS[name],
+            }
+            for i, name in enumerate(FEATURES)
+        },
+        "engine": {
+            "name": "onnxruntime",
+            "file": ONNX_FILE,
+            "input": ONNX_INPUT,
+            "output": ONNX_OUTPUT,
+            "opset": ONNX_OPSET,
+            "min_version": ".".join(onnxruntime.__version__.split(".")[:2]),
+        },
+        "reference": {"file": JOBLIB_FILE, "scikit_learn": sklearn.__version__},
+        "artifacts": {
+            ONNX_FILE: {"sha256": sha256_of(onnx_bytes), "bytes": len(onnx_bytes)},
+            JOBLIB_FILE: {"sha256": sha256_of(joblib_bytes), "bytes": len(joblib_bytes)},
+        },
+        "training_data": {"file": data.source, "sha256": data.sha256, "rows": data.n_rows},
+        "libraries": library_versions(),
+        "cross_validation": {
+            "scheme": (
+                f"{N_REPEATS}x repeated stratified {N_SPLITS}-fold, grouped by sample_code_number"
+            ),
+            "target_sensitivity": TARGET_SENSITIVITY,
+            "selection_rule": (
+                f"highest mean ROC AUC; within {AUC_TIE} of it, the simplest candidate"
+            ),
+            "chosen": results[chosen.name]["summary"],
+            "candidates": {name: r["summary"] for name, r in results.items()},
+        },
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / ONNX_FILE).write_bytes(onnx_bytes)
+    (out_dir / JOBLIB_FILE).write_bytes(joblib_bytes)
+    write_json(out_dir / METADATA_FILE, metadata)
+    log(f"chosen: {chosen.name}, threshold {threshold:.4f}, artifacts in {out_dir}")
+    if report_dir is not None:
+        from oncology_model.report import write_report
+
+        write_report(report_dir, metadata, results, pooled_y, pooled_p, oof[chosen.name])
+        log(f"report in {report_dir}")
+    log(f"done in {time.perf_counter() - started:.1f} s")
+    return metadata
+
+
+def _fmt(spread: dict[str, float]) -> str:
+    return f"{spread['mean']:.4f} ± {spread['std']:.4f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: train on the bundled (or a given) UCI file and write the artifacts."""
+    parser = argparse.ArgumentParser(prog="oncology-train", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, help="a UCI-format file (default: the bundled one)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="artifact folder (default: the package's own)"
+    )
+    parser.add_argument("--report", type=Path, default=Path("build/report"), help="report folder")
+    parser.add_argument("--no-report", action="store_true", help="skip the JSON and PNG report")
+    parser.add_argument("--seed", type=int, default=SEED)
+    args = parser.parse_args(argv)
+    try:
+        data = load_dataset(path=args.data)
+        train(
+            data=data,
+            out_dir=args.out or bundled_artifacts_dir(),
+            report_dir=None if args.no_report else args.report,
+            seed=args.seed,
+        )
+    except (DatasetError, ArtifactError) as exc:
+        print(f"oncology-train: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
