@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import onnxruntime
 
+from oncology_model.datamodel import FEATURES, Prediction, Tumor
 from oncology_model.integrity import (
     ONNX_FILE,
     ArtifactError,
@@ -21,7 +22,6 @@ from oncology_model.integrity import (
     verified_bytes,
     version_tuple,
 )
-from oncology_model.datamodel import FEATURES, Prediction, Tumor
 
 
 class Classifier:
@@ -42,15 +42,18 @@ class Classifier:
                 model, sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ArtifactError(f"model artifact {directory / ONNX_FILE} cannot be loaded: {exc}")
+            raise ArtifactError(
+                f"model artifact {directory / ONNX_FILE} cannot be loaded: {exc}"
+            ) from None
         engine = self.metadata["engine"]
         self._input: str = engine["input"]
         self._output: list[str] = [engine["output"]]
         self.threshold: float = float(self.metadata["threshold"])
         self.model_version: str = self.metadata["model_version"]
-        self.medians = np.array(
-            [self.metadata["features"][name]["median"] for name in FEATURES], dtype=np.float32
-        )
+        features = self.metadata["features"]
+        if [feature["name"] for feature in features] != list(FEATURES):
+            raise ArtifactError(f"model metadata in {directory} does not list the nine features")
+        self.medians = np.array([feature["median"] for feature in features], dtype=np.float32)
 
     def malignant_probabilities(self, rows: np.ndarray) -> np.ndarray:
         """Malignant probability of each (n, 9) row (NaN where not measured), in one engine call."""
@@ -89,7 +92,7 @@ class Classifier:
         diagonal = np.arange(k)
         variants[:, 1 + diagonal, diagonal] = self.medians
         probabilities = self.malignant_probabilities(variants.reshape(-1, k)).reshape(n, k + 1)
-        return probabilities[:, :1] - probabilities[:, 1:]
+        return np.asarray(probabilities[:, :1] - probabilities[:, 1:])
 
 
 def _check_engine_version(metadata: dict[str, Any], directory: Path) -> None:

@@ -80,25 +80,24 @@ class Prediction(Enum):
                 return cls.BENIGN
             if value == 1:
                 return cls.MALIGNANT
-        raise ValueError(f"unknown classifier label {value!r}: expected 0 (benign) or 1 (malignant)")
+        raise ValueError(
+            f"unknown classifier label {value!r}: expected 0 (benign) or 1 (malignant)"
+        )
 
 
 def score_error(value: object) -> str | None:
     """The rule `value` breaks as a score, or None when it is a valid score (or null)."""
-    kind = type(value)
     if value is None:
         return None
-    if kind is int:
-        if SCORE_MIN <= value <= SCORE_MAX:  # type: ignore[operator]  # kind is int
-            return None
-        return f"{value} is out of range: {SCORE_RULE}"
-    if kind is float:
+    if type(value) is int:  # not isinstance: a bool is an int to Python, never a score
+        return None if SCORE_MIN <= value <= SCORE_MAX else f"{value} is out of range: {SCORE_RULE}"
+    if type(value) is float:
         # JSON has one number type: 5.0 is the integer 5, but 2.5, NaN and Infinity are not.
-        if math.isfinite(value) and value.is_integer():  # type: ignore[arg-type, attr-defined]
-            if SCORE_MIN <= value <= SCORE_MAX:  # type: ignore[operator]
-                return None
-            return f"{value:g} is out of range: {SCORE_RULE}"
-        return f"{value!r} is not a whole number: {SCORE_RULE}"
+        if not (math.isfinite(value) and value.is_integer()):
+            return f"{value!r} is not a whole number: {SCORE_RULE}"
+        return (
+            None if SCORE_MIN <= value <= SCORE_MAX else f"{value:g} is out of range: {SCORE_RULE}"
+        )
     return f"got {_json_type(value)}: {SCORE_RULE}"
 
 
@@ -117,7 +116,9 @@ def _json_type(value: object) -> str:
 def field_errors(data: object, prefix: str = "") -> dict[str, str]:
     """Every rule a parsed-JSON tumor object breaks, keyed by `prefix` + field name."""
     if not isinstance(data, Mapping):
-        return {prefix.rstrip(".") or "body": f"must be a JSON object with the fields {_field_list()}"}
+        return {
+            prefix.rstrip(".") or "body": f"must be a JSON object with the fields {_field_list()}"
+        }
     errors = {
         prefix + name: error
         for name in FEATURES
@@ -166,15 +167,15 @@ def validate_rows(items: Sequence[object], path: str = "") -> np.ndarray:
         item_errors = field_errors(item, f"{path}[{i}]." if path else "")
         if item_errors:
             errors.update(item_errors)
-        else:  # valid, but not plain: e.g. 5.0
-            rows.append([_as_float(item[name]) for name in FEATURES])  # type: ignore[index]
+        elif isinstance(item, Mapping):  # valid, but not plain: e.g. 5.0
+            rows.append([_as_float(item[name]) for name in FEATURES])
     if errors:
         raise InvalidTumorError(errors)
     return np.array(rows, dtype=np.float64).reshape(len(items), len(FEATURES))
 
 
-def _as_float(score: object) -> float:
-    return math.nan if score is None else float(score)  # type: ignore[arg-type]
+def _as_float(score: Score | float) -> float:
+    return math.nan if score is None else float(score)
 
 
 class Tumor:

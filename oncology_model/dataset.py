@@ -61,7 +61,9 @@ def load_dataset(*, path: Path | None = None) -> Dataset:
         if len(cells) != N_COLUMNS:
             raise DatasetError(f"{where}: expected {N_COLUMNS} columns, found {len(cells)}")
         ids.append(_integer(cells[0], where, "sample_code_number"))
-        rows.append([_score(cell, where, name) for cell, name in zip(cells[1:-1], FEATURES)])
+        rows.append(
+            [_score(cell, where, name) for cell, name in zip(cells[1:-1], FEATURES, strict=True)]
+        )
         try:
             labels.append(1 if Prediction.from_class(int(cells[-1])) is Prediction.MALIGNANT else 0)
         except ValueError:

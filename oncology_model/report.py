@@ -9,12 +9,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on servers or in CI
 
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-from sklearn.calibration import calibration_curve  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import roc_curve
 
-from oncology_model.integrity import write_json  # noqa: E402
+from oncology_model.integrity import write_json
 
 
 def write_report(

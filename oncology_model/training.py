@@ -35,10 +35,10 @@ from typing import Any
 import joblib
 import numpy as np
 import onnxruntime
-import sklearn
 import skl2onnx
+import sklearn
 from skl2onnx.common.data_types import FloatTensorType
-from sklearn.base import ClassifierMixin, clone
+from sklearn.base import ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
@@ -48,6 +48,8 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from oncology_model.datamodel import FEATURE_DESCRIPTIONS, FEATURES, SCORE_MAX, SCORE_MIN
+from oncology_model.dataset import Dataset, DatasetError, load_dataset
 from oncology_model.integrity import (
     JOBLIB_FILE,
     METADATA_FILE,
@@ -58,8 +60,6 @@ from oncology_model.integrity import (
     sha256_of,
     write_json,
 )
-from oncology_model.datamodel import FEATURE_DESCRIPTIONS, FEATURES, SCORE_MAX, SCORE_MIN
-from oncology_model.dataset import Dataset, DatasetError, load_dataset
 
 SEED = 20261121
 N_SPLITS = 5
@@ -108,9 +108,11 @@ def build_pipeline(candidate: Candidate, groups: np.ndarray, y: np.ndarray, seed
     The calibrator wraps the bare model, never a pipeline: skl2onnx calibrates a pipeline's
     probabilities where scikit-learn calibrates its decision function, and the two would differ.
     """
-    splits = list(StratifiedGroupKFold(N_CALIBRATION_SPLITS, shuffle=True, random_state=seed).split(
-        np.zeros((len(y), 1)), y, groups
-    ))
+    splits = list(
+        StratifiedGroupKFold(N_CALIBRATION_SPLITS, shuffle=True, random_state=seed).split(
+            np.zeros((len(y), 1)), y, groups
+        )
+    )
     scaling = [("scale", StandardScaler())] if candidate.scale else []
     return Pipeline(
         [
@@ -173,9 +175,7 @@ def evaluate(folds: list[dict[str, Any]]) -> dict[str, Any]:
             np.concatenate([f["y"] for f in others]), np.concatenate([f["p"] for f in others])
         )
         per_fold.append({**fold_metrics(fold["y"], fold["p"], threshold), "threshold": threshold})
-    summary = {
-        name: _spread([fold[name] for fold in per_fold]) for name in (*METRICS, "threshold")
-    }
+    summary = {name: _spread([fold[name] for fold in per_fold]) for name in (*METRICS, "threshold")}
     return {"summary": summary, "folds": per_fold}
 
 
@@ -277,16 +277,16 @@ def train(
         "seed": seed,
         "threshold": round(threshold, 6),
         "classes": {"0": "benign", "1": "malignant"},
-        "features": {
-            name: {
-                "position": i,
+        "features": [
+            {
+                "name": name,
                 "min": SCORE_MIN,
                 "max": SCORE_MAX,
                 "median": float(medians[i]),
                 "description": FEATURE_DESCRIPTIONS[name],
             }
             for i, name in enumerate(FEATURES)
-        },
+        ],
         "engine": {
             "name": "onnxruntime",
             "file": ONNX_FILE,

@@ -1,0 +1,61 @@
+# Oncology classifier: package, web service, image and cluster rollout.
+# `make help` lists the targets. Variables can be set on the command line: `make run PORT=9000`.
+
+PYTHON ?= python3
+PIPENV := PIPENV_VENV_IN_PROJECT=1 PIPENV_VERBOSITY=-1 $(PYTHON) -m pipenv
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+MODEL := oncology_model/artifacts/model.onnx
+TRAINING_INPUTS := oncology_model/data/breast-cancer-wisconsin.data $(wildcard oncology_model/*.py)
+
+version := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: install
+install: $(INSTALLED) ## Create .venv from Pipfile.lock (installs pipenv if missing)
+
+$(INSTALLED): Pipfile.lock pyproject.toml
+	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pipenv
+	$(PIPENV) sync --dev
+	@touch $@
+
+.PHONY: train
+train: $(INSTALLED) ## Train, evaluate and export the model (report in build/report/)
+	$(PY) -m oncology_model.training
+
+$(MODEL): $(TRAINING_INPUTS) | $(INSTALLED)
+	$(PY) -m oncology_model.training
+
+.PHONY: test
+test: $(MODEL) ## Run the test suite
+	$(PY) -m pytest
+
+.PHONY: package
+package: train ## Train, test and build the wheel into dist/
+	$(PY) -m pytest
+	rm -rf dist
+	$(PY) -m build --wheel --no-isolation --outdir dist .
+
+.PHONY: lint
+lint: $(INSTALLED) ## ruff (lint and format) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: format
+format: $(INSTALLED) ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+.PHONY: clean
+clean: ## Remove build output, caches and trained artifacts (keeps .venv)
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -f oncology_model/artifacts/model.* oncology_model/artifacts/metadata.json
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +

@@ -1,0 +1,101 @@
+"""Training: the CLI, the report, determinism, and a user's own data file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from oncology_model import Classifier, Prediction, Tumor
+from oncology_model.dataset import bundled_data_path
+from oncology_model.integrity import (
+    JOBLIB_FILE,
+    METADATA_FILE,
+    ONNX_FILE,
+    bundled_artifacts_dir,
+    sha256_of,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def run_training(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "oncology_model.training", *args],
+        capture_output=True,
+        text=True,
+        env={"SOURCE_DATE_EPOCH": "1700000000", "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("trained")
+    result = run_training("--out", str(root / "artifacts"), "--report", str(root / "report"))
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+def test_training_is_deterministic(trained: Path) -> None:
+    """Same data, seed and library versions as the bundled model: byte-identical artifacts."""
+    for name in (ONNX_FILE, JOBLIB_FILE):
+        fresh = (trained / "artifacts" / name).read_bytes()
+        bundled = (bundled_artifacts_dir() / name).read_bytes()
+        assert sha256_of(fresh) == sha256_of(bundled), f"{name} differs: run `make train`"
+
+
+def test_metadata_records_what_was_trained(trained: Path) -> None:
+    metadata = json.loads((trained / "artifacts" / METADATA_FILE).read_text())
+    assert metadata["trained_at"] == "2023-11-14T22:13:20+00:00"  # from SOURCE_DATE_EPOCH
+    assert metadata["training_data"]["sha256"] == sha256_of(bundled_data_path().read_bytes())
+    assert metadata["training_data"]["rows"] == 699
+    for name in (ONNX_FILE, JOBLIB_FILE):
+        data = (trained / "artifacts" / name).read_bytes()
+        assert metadata["artifacts"][name]["sha256"] == sha256_of(data)
+    assert {"scikit-learn", "onnxruntime", "skl2onnx", "numpy", "python"} <= set(
+        metadata["libraries"]
+    )
+    assert [feature["name"] for feature in metadata["features"]] == list(Tumor.FEATURES)
+    assert all(f["min"] == 1 and f["max"] == 10 and f["description"] for f in metadata["features"])
+    assert 0 < metadata["threshold"] <= 0.5
+    assert set(metadata["cross_validation"]["candidates"]) == {
+        "logistic_regression",
+        "random_forest",
+    }
+
+
+def test_report_has_figures_with_spread_and_plots(trained: Path) -> None:
+    report = json.loads((trained / "report" / "report.json").read_text())
+    chosen = report["cross_validation"]["chosen"]
+    for name in ("roc_auc", "accuracy", "sensitivity", "specificity", "brier"):
+        assert set(chosen[name]) == {"mean", "std", "min", "max"}
+    assert len(report["per_fold"][report["chosen"]]) == 25
+    assert sum(report["pooled_out_of_fold_confusion_matrix"].values()) == 699 * 5
+    for plot in ("roc_curve.png", "calibration_curve.png", "confusion_matrix.png"):
+        assert (trained / "report" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_training_on_a_users_own_file(tmp_path: Path) -> None:
+    lines = bundled_data_path().read_text().splitlines()[:400]
+    data = tmp_path / "mine.data"
+    data.write_text("\n".join(lines) + "\n")
+    result = run_training("--data", str(data), "--out", str(tmp_path / "a"), "--no-report")
+    assert result.returncode == 0, result.stderr
+    classifier = Classifier(artifacts_dir=tmp_path / "a")
+    assert classifier.metadata["training_data"]["rows"] == 400
+    assert classifier.metadata["training_data"]["file"] == "mine.data"
+    assert classifier.predict(Tumor(4, 1, 2, 1, 2, 1, 1, 1, 1)) == Prediction.BENIGN
+
+
+def test_bad_data_file_exits_non_zero_naming_it(tmp_path: Path) -> None:
+    data = tmp_path / "broken.data"
+    data.write_text("1,2,3\n")
+    result = run_training("--data", str(data), "--out", str(tmp_path / "a"), "--no-report")
+    assert result.returncode == 1
+    assert "broken.data, line 1: expected 11 columns" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "a").exists()
