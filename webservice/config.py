@@ -1,0 +1,43 @@
+"""Configuration: defaults, then environment variables, then the caller's (test) config."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+MIB = 1024 * 1024
+
+DEFAULTS: dict[str, Any] = {
+    # Largest accepted request body; a full 10,000-tumor batch is about 2.3 MiB.
+    "MAX_BODY_BYTES": 4 * MIB,
+    # How much of an over-limit body is read and discarded so that a client still sending it
+    # receives the 413 instead of a broken pipe. Past this the connection is simply closed.
+    "DRAIN_CAP_BYTES": 128 * MIB,
+    "MAX_BATCH": 10_000,
+    # Folder of model artifacts; None means the ones bundled in the oncology_model package.
+    "ARTIFACTS_DIR": None,
+}
+
+# Environment variable -> (config key, parser).
+ENVIRONMENT: dict[str, tuple[str, Any]] = {
+    "ONCOLOGY_MAX_BODY_BYTES": ("MAX_BODY_BYTES", int),
+    "ONCOLOGY_DRAIN_CAP_BYTES": ("DRAIN_CAP_BYTES", int),
+    "ONCOLOGY_MAX_BATCH": ("MAX_BATCH", int),
+    "ONCOLOGY_ARTIFACTS_DIR": ("ARTIFACTS_DIR", str),
+}
+
+
+def load_config(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] = os.environ
+) -> dict[str, Any]:
+    """The effective configuration: defaults < environment < `overrides`."""
+    config = dict(DEFAULTS)
+    for variable, (key, parse) in ENVIRONMENT.items():
+        if variable in environ:
+            try:
+                config[key] = parse(environ[variable])
+            except ValueError:
+                raise ValueError(f"{variable}={environ[variable]!r} is not a valid {key}") from None
+    config.update(overrides or {})
+    return config

@@ -1,0 +1,92 @@
+"""WSGI middleware around the Flask app: the body-size limit, enforced before anything parses."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from webservice.problems import PROBLEM_JSON, Problem
+
+DRAIN_CHUNK = 64 * 1024
+DRAIN_IDLE_SECONDS = 2.0
+
+WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
+
+
+class BodyLimit:
+    """Answer 413 when Content-Length exceeds the limit, without calling the app.
+
+    After any answer, whatever the client still sends of its body is read and discarded (up to
+    `drain_cap` bytes): gunicorn drains only 64 KiB, so a client still sending would otherwise get
+    a broken pipe instead of the answer. The drain runs after the answer is on the wire, so a
+    client that waits for an early answer gets it at once.
+    """
+
+    def __init__(self, app: WSGIApp, *, max_bytes: int, drain_cap: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.drain_cap = drain_cap
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        declared = _content_length(environ)
+        if declared > self.max_bytes:
+            problem = Problem(
+                413,
+                f"The body is {declared} bytes; the limit is {self.max_bytes} bytes.",
+                {"body": f"must be at most {self.max_bytes} bytes"},
+                kind="body-too-large",
+            )
+            body = problem.body()
+            start_response(
+                f"413 {problem.title}",
+                [
+                    ("Content-Type", PROBLEM_JSON),
+                    ("Content-Length", str(len(body))),
+                    ("Connection", "close"),
+                ],
+            )
+            return _DrainAfter([body], environ, self.drain_cap)
+        result = self.app(environ, start_response)
+        if declared or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", ""):
+            return _DrainAfter(result, environ, self.drain_cap)
+        return result
+
+
+def _content_length(environ: dict[str, Any]) -> int:
+    try:
+        return int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+class _DrainAfter:
+    """The app's answer, then (on close) a bounded read of the unread request body."""
+
+    def __init__(self, result: Iterable[bytes], environ: dict[str, Any], cap: int) -> None:
+        self.result = result
+        self.environ = environ
+        self.cap = cap
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.result)
+
+    def close(self) -> None:
+        close = getattr(self.result, "close", None)
+        if close is not None:
+            close()
+        stream = self.environ.get("wsgi.input")
+        if stream is None:
+            return
+        connection = self.environ.get("gunicorn.socket")
+        if isinstance(connection, socket.socket):
+            connection.settimeout(DRAIN_IDLE_SECONDS)  # a client that stopped sending is let go
+        remaining = self.cap
+        try:
+            while remaining > 0:
+                chunk = stream.read(min(DRAIN_CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+        except (OSError, ValueError):
+            pass  # the client went away: nothing left to answer

@@ -1,0 +1,1 @@
+"""One flask-restx Namespace per resource."""

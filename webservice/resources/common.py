@@ -1,0 +1,64 @@
+"""What every resource shares: the problem model for the docs, JSON answers, the Service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from flask import current_app
+from flask_restx import Model, Namespace, fields
+from werkzeug.wrappers import Response
+
+from webservice.problems import Problem
+from webservice.service import Service
+
+PROBLEM = Model(
+    "Problem",
+    {
+        "type": fields.String(description="URI naming the kind of problem", example="urn:oncology:problem:invalid-tumor"),
+        "title": fields.String(description="The HTTP status phrase", example="Unprocessable Content"),
+        "status": fields.Integer(description="The HTTP status code", example=422),
+        "detail": fields.String(description="What went wrong, for a person", example="1 field breaks the contract."),
+        "errors": fields.Raw(
+            description="Every bad field or path mapped to the rule it breaks (may be empty)",
+            example={"mitoses": "11 is out of range: must be an integer from 1 to 10, or null when not measured"},
+        ),
+    },
+)
+
+ERROR_RESPONSES = {
+    400: "The body is not valid JSON",
+    413: "The body is larger than the configured limit (default 4 MiB)",
+    415: "The body is not sent as application/json",
+    422: "Valid JSON that breaks the contract; `errors` names every bad field",
+    500: "The server failed; no internal detail is given",
+    503: "The model is not loaded or the service is shutting down",
+}
+
+
+def document_errors(ns: Namespace, *codes: int) -> Any:
+    """Decorator documenting the problem+json answers an endpoint can give."""
+    ns.add_model(PROBLEM.name, PROBLEM)
+
+    def decorate(function: Any) -> Any:
+        for code in codes:
+            function = ns.response(code, ERROR_RESPONSES[code], PROBLEM)(function)
+        return function
+
+    return decorate
+
+
+def service() -> Service:
+    return current_app.extensions["oncology"]  # type: ignore[no-any-return]
+
+
+def ready_service() -> Service:
+    """The Service, or a 503 problem when it cannot answer predictions."""
+    current = service()
+    if not current.ready:
+        raise Problem(503, "The model is not ready to answer; retry later.", kind="not-ready")
+    return current
+
+
+def json_response(content: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status, content_type="application/json")

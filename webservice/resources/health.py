@@ -1,0 +1,45 @@
+"""GET /healthz (liveness) and /readyz (readiness) for load balancers and Kubernetes probes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_restx import Namespace, Resource, fields
+
+from webservice.problems import Problem
+from webservice.resources.common import document_errors, json_response, service
+
+ns = Namespace("health", path="/", description="Probes")
+
+status_model = ns.model(
+    "Status",
+    {
+        "status": fields.String(required=True, example="ok"),
+        "model_version": fields.String(example="1.0.0+ced9b766b0c2"),
+    },
+)
+
+
+@ns.route("/healthz")
+class Liveness(Resource):
+    @ns.doc("liveness")
+    @ns.response(200, "The process answers", status_model)
+    @document_errors(ns, 500)
+    def get(self) -> Any:
+        """Liveness: 200 while the process can answer."""
+        return json_response({"status": "ok"})
+
+
+@ns.route("/readyz")
+class Readiness(Resource):
+    @ns.doc("readiness")
+    @ns.response(200, "Model loaded, verified and self-checked", status_model)
+    @document_errors(ns, 500, 503)
+    def get(self) -> Any:
+        """Readiness: 200 once the model is verified and self-checked; 503 before and at shutdown."""
+        current = service()
+        if current.shutting_down:
+            raise Problem(503, "The service is shutting down.", kind="not-ready")
+        if not current.ready:
+            raise Problem(503, f"The model is not loaded: {current.error}", kind="not-ready")
+        return json_response({"status": "ready", "model_version": current.model_version})

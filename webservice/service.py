@@ -1,0 +1,119 @@
+"""The `Service`: owns the classifier of one worker and turns validated rows into answers."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from oncology_model import ArtifactError, Classifier, Prediction, Tumor
+from oncology_model.datamodel import FEATURES
+
+log = logging.getLogger(__name__)
+
+# The known-answer self-check: the seed tumor of the project is benign.
+SELF_CHECK_TUMOR = Tumor(4, 1, 2, 1, 2, 1, 1, 1, 1)
+
+INTENDED_USE = (
+    "A research and teaching example of serving a tabular classifier. It is not a medical "
+    "device and must not be used to diagnose, treat or triage any patient."
+)
+LIMITATIONS = (
+    "Trained on 699 fine-needle aspirates from one hospital (University of Wisconsin, "
+    "1989-1992), scored 1..10 by one group of cytologists; scores from other labs, protocols or "
+    "populations may not mean the same. Probabilities are calibrated on that data only. The "
+    "threshold favours sensitivity, so false alarms are expected."
+)
+
+
+class Service:
+    """Loads, verifies and self-checks the classifier once; `error` says why it is not ready."""
+
+    def __init__(self, *, artifacts_dir: str | None = None) -> None:
+        self.classifier: Classifier | None = None
+        self.error: str | None = None
+        self.shutting_down = False
+        try:
+            classifier = Classifier(artifacts_dir=Path(artifacts_dir) if artifacts_dir else None)
+            if classifier.predict(SELF_CHECK_TUMOR) is not Prediction.BENIGN:
+                raise ArtifactError("self-check failed: the known benign seed tumor is not benign")
+        except ArtifactError as exc:
+            self.error = str(exc)
+            log.error("model not loaded, the service stays unready: %s", exc)
+            return
+        self.classifier = classifier
+        self.model_version = classifier.model_version
+        self.threshold = classifier.threshold
+        self.card = model_card(classifier.metadata)
+
+    @property
+    def ready(self) -> bool:
+        return self.classifier is not None and not self.shutting_down
+
+    def predictions(self, rows: np.ndarray, *, explain: bool = False) -> list[dict[str, Any]]:
+        """One answer per validated row (NaN = not measured), from one engine call."""
+        assert self.classifier is not None, "callers check `ready` first"
+        malignant = self.classifier.malignant_probabilities(rows)
+        malignant_flags = (malignant >= self.threshold).tolist()
+        malignant_rounded = np.round(malignant, 6)
+        benign_list = np.round(1.0 - malignant_rounded, 6).tolist()
+        malignant_list = malignant_rounded.tolist()
+        missing = np.isnan(rows)
+        imputed: list[list[str]] = [[]] * len(rows)
+        for index in np.flatnonzero(missing.any(axis=1)).tolist():
+            imputed[index] = [name for name, m in zip(FEATURES, missing[index], strict=True) if m]
+        version, threshold = self.model_version, self.threshold
+        answers = [
+            {
+                "prediction": "malignant" if flag else "benign",
+                "probabilities": {"benign": benign, "malignant": mal},
+                "threshold": threshold,
+                "imputed": names,
+                "model_version": version,
+            }
+            for flag, benign, mal, names in zip(
+                malignant_flags, benign_list, malignant_list, imputed, strict=True
+            )
+        ]
+        if explain:
+            contributions = np.round(self.classifier.contributions(rows), 6).tolist()
+            for answer, deltas in zip(answers, contributions, strict=True):
+                answer["contributions"] = dict(zip(FEATURES, deltas, strict=True))
+        return answers
+
+
+def model_card(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The public description of the model, from its metadata."""
+    cv = metadata["cross_validation"]
+    return {
+        "name": metadata["name"],
+        "version": metadata["model_version"],
+        "package_version": metadata["package_version"],
+        "algorithm": metadata["algorithm"],
+        "engine": {"name": metadata["engine"]["name"], "opset": metadata["engine"]["opset"]},
+        "features": [
+            {
+                "name": f["name"],
+                "min": f["min"],
+                "max": f["max"],
+                "median": f["median"],
+                "description": f["description"],
+            }
+            for f in metadata["features"]
+        ],
+        "classes": ["benign", "malignant"],
+        "threshold": metadata["threshold"],
+        "cross_validation": {
+            "scheme": cv["scheme"],
+            "selection_rule": cv["selection_rule"],
+            "target_sensitivity": cv["target_sensitivity"],
+            "metrics": cv["chosen"],
+        },
+        "artifacts": {name: a["sha256"] for name, a in metadata["artifacts"].items()},
+        "training_data": metadata["training_data"],
+        "trained_at": metadata["trained_at"],
+        "intended_use": INTENDED_USE,
+        "limitations": LIMITATIONS,
+    }
