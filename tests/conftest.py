@@ -6,9 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 
 from oncology_model import Classifier
 from oncology_model.integrity import bundled_artifacts_dir
+from webservice import create_app
 
 SEED_TUMOR = (4, 1, 2, 1, 2, 1, 1, 1, 1)
 
@@ -24,3 +27,27 @@ def artifacts_copy(tmp_path: Path) -> Path:
     directory = tmp_path / "artifacts"
     shutil.copytree(bundled_artifacts_dir(), directory)
     return directory
+
+
+SEED_JSON = {
+    "clump_thickness": 4,
+    "uniformity_of_cell_size": 1,
+    "uniformity_of_cell_shape": 2,
+    "marginal_adhesion": 1,
+    "single_epithelial_cell_size": 2,
+    "bare_nuclei": 1,
+    "bland_chromatin": 1,
+    "normal_nucleoli": 1,
+    "mitoses": 1,
+}
+MALIGNANT_JSON = dict.fromkeys(SEED_JSON, 10)
+
+
+@pytest.fixture(scope="session")
+def app() -> Flask:
+    return create_app({"TESTING": True})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

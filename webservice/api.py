@@ -79,7 +79,7 @@ def _http_problem(error: HTTPException) -> Problem:
 def init_api(app: Flask, version: str) -> Api:
     """Register the namespaces, Swagger UI at /docs and the error handlers on `app`."""
     app.config.setdefault("RESTX_MASK_SWAGGER", False)
-    app.config.setdefault("ERROR_404_HELP", False)
+    app.config.setdefault("RESTX_ERROR_404_HELP", False)
     api = ProblemApi(
         app,
         version=version,

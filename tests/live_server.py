@@ -1,0 +1,92 @@
+"""Start the real gunicorn server on a free loopback port, wait until ready, stop it by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def status(self, path: str) -> int:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=2) as response:  # noqa: S310
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    def wait_ready(self, timeout: float = 30) -> float:
+        """Seconds until /readyz answered 200; fails if the server exits or time runs out."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log.read_text()[-2000:]}")
+            try:
+                if self.status("/readyz") == 200:
+                    return time.monotonic() - started
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"not ready in {timeout} s: {self.log.read_text()[-2000:]}")
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+
+@contextmanager
+def live_server(
+    log_dir: Path, *, workers: int = 2, env: dict[str, str] | None = None, wait: bool = True
+) -> Iterator[LiveServer]:
+    """gunicorn serving `webservice:create_app()` as `make run` does, on a free port."""
+    port = free_port()
+    log = log_dir / f"gunicorn-{port}.log"
+    environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(workers)}
+    environment.update(env or {})
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "webservice:create_app()"],
+            cwd=ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    server = LiveServer(process, port, log)
+    try:
+        if wait:
+            server.wait_ready()
+        yield server
+    finally:
+        server.stop()

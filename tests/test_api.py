@@ -1,0 +1,276 @@
+"""The HTTP contract, in-process with Flask's test client: every endpoint and every error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from oncology_model import Classifier, Prediction, Tumor
+from oncology_model.datamodel import FEATURES
+from oncology_model.integrity import ONNX_FILE
+from webservice import create_app
+
+from .conftest import MALIGNANT_JSON, SEED_JSON
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "errors"}
+
+
+def problem(response: Any, status: int) -> dict[str, Any]:
+    """Assert `response` is an RFC 9457 problem with `status`, and return its body."""
+    assert response.status_code == status, response.data
+    assert response.content_type == "application/problem+json"
+    body = response.get_json(force=True)
+    assert set(body) == PROBLEM_KEYS
+    assert body["status"] == status
+    assert body["type"].startswith("urn:oncology:problem:")
+    assert "Traceback" not in response.get_data(as_text=True)
+    return body
+
+
+def test_predict_seed_tumor(client: FlaskClient, classifier: Classifier) -> None:
+    response = client.post("/v1/predictions", json=SEED_JSON)
+    assert response.status_code == 200
+    assert response.content_type == "application/json"
+    body = response.get_json()
+    assert set(body) == {"prediction", "probabilities", "threshold", "imputed", "model_version"}
+    assert body["prediction"] == "benign"
+    malignant = classifier.predict_proba(Tumor(**SEED_JSON))[Prediction.MALIGNANT]
+    assert body["probabilities"]["malignant"] == pytest.approx(malignant, abs=1e-6)
+    assert body["probabilities"]["benign"] + body["probabilities"]["malignant"] == pytest.approx(1)
+    assert body["threshold"] == pytest.approx(classifier.threshold)
+    assert body["imputed"] == []
+    assert body["model_version"] == classifier.model_version
+
+
+def test_predict_malignant_and_whole_floats(client: FlaskClient) -> None:
+    body = client.post("/v1/predictions", json={**MALIGNANT_JSON, "mitoses": 10.0}).get_json()
+    assert body["prediction"] == "malignant"
+    assert body["probabilities"]["malignant"] > 0.99
+
+
+def test_nulls_are_imputed_and_listed(client: FlaskClient) -> None:
+    tumor = {**SEED_JSON, "bare_nuclei": None, "mitoses": None}
+    body = client.post("/v1/predictions", json=tumor).get_json()
+    assert body["imputed"] == ["bare_nuclei", "mitoses"]
+    assert body["prediction"] == "benign"
+
+
+def test_explain_gives_all_nine_contributions(client: FlaskClient, classifier: Classifier) -> None:
+    tumor = {**SEED_JSON, "clump_thickness": 10}
+    body = client.post("/v1/predictions?explain=true", json=tumor).get_json()
+    assert list(body["contributions"]) == list(FEATURES)
+    row = [[float(v) for v in tumor.values()]]
+    expected = classifier.contributions(row)[0]
+    for name, value in zip(FEATURES, expected, strict=True):
+        assert body["contributions"][name] == pytest.approx(value, abs=1e-6)
+    assert body["contributions"]["clump_thickness"] > 0
+    assert "contributions" not in client.post("/v1/predictions?explain=false", json=tumor).get_json()
+
+
+def test_bad_explain_value_is_named(client: FlaskClient) -> None:
+    body = problem(client.post("/v1/predictions?explain=maybe", json=SEED_JSON), 422)
+    assert "explain" in body["errors"]
+
+
+def test_batch_answers_in_order(client: FlaskClient) -> None:
+    tumors = [SEED_JSON, MALIGNANT_JSON, {**SEED_JSON, "bare_nuclei": None}]
+    response = client.post("/v1/predictions/batch", json={"tumors": tumors})
+    assert response.status_code == 200
+    predictions = response.get_json()["predictions"]
+    assert [p["prediction"] for p in predictions] == ["benign", "malignant", "benign"]
+    assert [p["imputed"] for p in predictions] == [[], [], ["bare_nuclei"]]
+    single = client.post("/v1/predictions", json=MALIGNANT_JSON).get_json()
+    assert predictions[1] == single
+
+
+def test_batch_with_explain(client: FlaskClient) -> None:
+    body = client.post("/v1/predictions/batch?explain=true", json={"tumors": [SEED_JSON] * 3})
+    assert all(list(p["contributions"]) == list(FEATURES) for p in body.get_json()["predictions"])
+
+
+def test_full_batch_of_ten_thousand(client: FlaskClient) -> None:
+    response = client.post("/v1/predictions/batch", json={"tumors": [SEED_JSON] * 10_000})
+    assert response.status_code == 200
+    assert len(response.get_json()["predictions"]) == 10_000
+
+
+def test_model_card(client: FlaskClient, classifier: Classifier) -> None:
+    card = client.get("/v1/model").get_json()
+    assert card["version"] == classifier.model_version
+    assert [f["name"] for f in card["features"]] == list(FEATURES)
+    assert all(f["min"] == 1 and f["max"] == 10 and f["description"] for f in card["features"])
+    assert card["classes"] == ["benign", "malignant"]
+    assert card["threshold"] == classifier.threshold
+    assert card["engine"]["name"] == "onnxruntime"
+    assert set(card["cross_validation"]["metrics"]["roc_auc"]) == {"mean", "std", "min", "max"}
+    assert len(card["artifacts"][ONNX_FILE]) == 64
+    assert len(card["training_data"]["sha256"]) == 64
+    assert card["trained_at"]
+    assert "not a medical device" in card["intended_use"]
+    assert card["limitations"]
+
+
+def test_probes(client: FlaskClient) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["status"] == "ready"
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def test_invalid_json_is_400(client: FlaskClient) -> None:
+    body = problem(client.post("/v1/predictions", data="{\"clump", content_type="application/json"), 400)
+    assert "not valid JSON" in body["errors"]["body"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"{'a': 1}", b'{"a": NaN}', b"[Infinity]", b"\xff\xfe\x00", b"[" * 5000 + b"]" * 5000],
+)
+def test_malformed_bodies_are_400(client: FlaskClient, data: bytes) -> None:
+    problem(client.post("/v1/predictions", data=data, content_type="application/json"), 400)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_wrong_content_type_is_415_saying_what_to_send(
+    client: FlaskClient, content_type: str | None
+) -> None:
+    response = client.post("/v1/predictions", data=json.dumps(SEED_JSON), content_type=content_type)
+    body = problem(response, 415)
+    assert "application/json" in body["detail"]
+
+
+def test_json_with_charset_is_accepted(client: FlaskClient) -> None:
+    response = client.post(
+        "/v1/predictions", data=json.dumps(SEED_JSON), content_type="application/json; charset=utf-8"
+    )
+    assert response.status_code == 200
+
+
+def test_oversized_body_is_413_before_parsing(tmp_path: Path) -> None:
+    small = create_app({"TESTING": True, "MAX_BODY_BYTES": 1000}).test_client()
+    body = problem(small.post("/v1/predictions", data=b"{" + b" " * 2000, content_type="application/json"), 413)
+    assert "1000" in body["errors"]["body"]
+    assert small.post("/v1/predictions", json=SEED_JSON).status_code == 200
+
+
+def test_default_limit_is_four_mib(app: Any) -> None:
+    assert app.config["MAX_BODY_BYTES"] == 4 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "rule"),
+    [
+        ({"mitoses": 0}, "mitoses", "out of range"),
+        ({"mitoses": 11}, "mitoses", "out of range"),
+        ({"mitoses": 2.5}, "mitoses", "not a whole number"),
+        ({"mitoses": "5"}, "mitoses", "string"),
+        ({"mitoses": True}, "mitoses", "boolean"),
+        ({"mitoses": [1]}, "mitoses", "array"),
+        ({"mitoses": 1e300}, "mitoses", "out of range"),
+        ({"mitosis": 1}, "mitosis", "not a tumor field"),
+    ],
+)
+def test_contract_breaks_are_422_naming_field_and_rule(
+    client: FlaskClient, change: dict[str, Any], field: str, rule: str
+) -> None:
+    body = problem(client.post("/v1/predictions", json={**SEED_JSON, **change}), 422)
+    assert field in body["errors"]
+    assert rule in body["errors"][field]
+
+
+def test_every_bad_field_is_listed_at_once(client: FlaskClient) -> None:
+    tumor = {**SEED_JSON, "clump_thickness": 0, "mitoses": "x", "extra": 1}
+    del tumor["bare_nuclei"]
+    body = problem(client.post("/v1/predictions", json=tumor), 422)
+    assert set(body["errors"]) == {"clump_thickness", "mitoses", "extra", "bare_nuclei"}
+    assert body["errors"]["bare_nuclei"] == "is required"
+
+
+def test_misspelt_field_is_never_ignored(client: FlaskClient) -> None:
+    tumor = dict(SEED_JSON)
+    tumor["mitosis"] = tumor.pop("mitoses")
+    body = problem(client.post("/v1/predictions", json=tumor), 422)
+    assert set(body["errors"]) == {"mitosis", "mitoses"}
+
+
+@pytest.mark.parametrize("payload", [[SEED_JSON], "tumor", 5, None])
+def test_body_that_is_not_an_object_is_422(client: FlaskClient, payload: Any) -> None:
+    response = client.post("/v1/predictions", data=json.dumps(payload), content_type="application/json")
+    assert "body" in problem(response, 422)["errors"]
+
+
+def test_batch_errors_name_paths(client: FlaskClient) -> None:
+    tumors = [SEED_JSON, SEED_JSON, SEED_JSON, {**SEED_JSON, "mitoses": 12}, "x"]
+    body = problem(client.post("/v1/predictions/batch", json={"tumors": tumors}), 422)
+    assert set(body["errors"]) == {"tumors[3].mitoses", "tumors[4]"}
+
+
+@pytest.mark.parametrize(
+    ("payload", "key"),
+    [
+        ({"tumors": []}, "tumors"),
+        ({"tumors": {}}, "tumors"),
+        ({}, "tumors"),
+        ({"tumors": [SEED_JSON], "extra": 1}, "extra"),
+        ([SEED_JSON], "body"),
+    ],
+)
+def test_bad_batch_envelopes_are_422(client: FlaskClient, payload: Any, key: str) -> None:
+    assert key in problem(client.post("/v1/predictions/batch", json=payload), 422)["errors"]
+
+
+def test_oversized_batch_is_422(client: FlaskClient) -> None:
+    body = problem(client.post("/v1/predictions/batch", json={"tumors": [SEED_JSON] * 10_001}), 422)
+    assert "10001" in body["errors"]["tumors"]
+
+
+def test_unknown_path_is_404_problem(client: FlaskClient) -> None:
+    assert "/nowhere" in problem(client.get("/nowhere"), 404)["detail"]
+    problem(client.post("/v1/predictions/nowhere", json=SEED_JSON), 404)
+
+
+def test_wrong_method_is_405_problem_with_allow(client: FlaskClient) -> None:
+    response = client.get("/v1/predictions")
+    problem(response, 405)
+    assert "POST" in response.headers["Allow"]
+    problem(client.delete("/v1/model"), 405)
+
+
+def test_unexpected_failure_is_a_bare_500(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    service = app.extensions["oncology"]
+
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internal detail /srv/model")
+
+    monkeypatch.setattr(service, "predictions", explode)
+    response = app.test_client().post("/v1/predictions", json=SEED_JSON)
+    body = problem(response, 500)
+    assert "secret" not in response.get_data(as_text=True)
+    assert body["errors"] == {}
+
+
+def test_tampered_model_keeps_service_unready(artifacts_copy: Path) -> None:
+    model = artifacts_copy / ONNX_FILE
+    model.write_bytes(model.read_bytes()[:-10])
+    client = create_app({"TESTING": True, "ARTIFACTS_DIR": str(artifacts_copy)}).test_client()
+    assert client.get("/healthz").status_code == 200
+    body = problem(client.get("/readyz"), 503)
+    assert ONNX_FILE in body["detail"]
+    problem(client.post("/v1/predictions", json=SEED_JSON), 503)
+    problem(client.get("/v1/model"), 503)
+
+
+def test_environment_configures_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONCOLOGY_MAX_BATCH", "2")
+    app = create_app({"TESTING": True})
+    assert app.config["MAX_BATCH"] == 2
+    response = app.test_client().post("/v1/predictions/batch", json={"tumors": [SEED_JSON] * 3})
+    problem(response, 422)
+    # the test config wins over the environment
+    assert create_app({"TESTING": True, "MAX_BATCH": 5}).config["MAX_BATCH"] == 5

@@ -1,0 +1,75 @@
+"""The OpenAPI document: valid Swagger 2.0, complete, and true to what the server answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import schemathesis
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, settings
+from openapi_spec_validator import validate
+
+from oncology_model.datamodel import FEATURES
+from webservice import create_app
+
+schema = schemathesis.openapi.from_wsgi("/swagger.json", create_app({"TESTING": True}))
+
+
+def spec(client: FlaskClient) -> dict[str, Any]:
+    response = client.get("/swagger.json")
+    assert response.status_code == 200
+    return response.get_json()  # type: ignore[no-any-return]
+
+
+def test_document_is_valid_openapi(client: FlaskClient) -> None:
+    validate(spec(client))
+
+
+def test_every_endpoint_is_documented(client: FlaskClient) -> None:
+    paths = spec(client)["paths"]
+    assert set(paths) == {"/v1/predictions", "/v1/predictions/batch", "/v1/model", "/healthz", "/readyz"}
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            assert operation["summary"], (path, method)
+            assert "200" in operation["responses"], (path, method)
+            assert {"500"} <= set(operation["responses"]), (path, method)
+
+
+def test_predict_documents_every_status_it_can_return(client: FlaskClient) -> None:
+    for path in ("/v1/predictions", "/v1/predictions/batch"):
+        responses = spec(client)["paths"][path]["post"]["responses"]
+        assert set(responses) == {"200", "400", "413", "415", "422", "500", "503"}
+        assert responses["422"]["schema"] == {"$ref": "#/definitions/Problem"}
+
+
+def test_every_tumor_field_has_range_description_example_and_nullability(client: FlaskClient) -> None:
+    tumor = spec(client)["definitions"]["Tumor"]
+    assert list(tumor["properties"]) == list(FEATURES)
+    assert sorted(tumor["required"]) == sorted(FEATURES)
+    assert tumor["additionalProperties"] is False
+    for name, field in tumor["properties"].items():
+        assert field["type"] == "integer", name
+        assert (field["minimum"], field["maximum"]) == (1, 10), name
+        assert field["description"] and "example" in field, name
+        assert field["x-nullable"] is True, name
+
+
+def test_errors_are_documented_as_problem_json(client: FlaskClient) -> None:
+    document = spec(client)
+    assert "application/problem+json" in document["produces"]
+    assert set(document["definitions"]["Problem"]["properties"]) == {
+        "type", "title", "status", "detail", "errors"
+    }
+
+
+@schema.parametrize()
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+)
+def test_no_server_error_and_every_answer_matches_the_schema(case: Any) -> None:
+    case.call_and_validate()

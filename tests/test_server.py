@@ -1,0 +1,85 @@
+"""The real gunicorn server on loopback: readiness, predictions, and the 413 a client receives."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import MALIGNANT_JSON, SEED_JSON
+from .live_server import LiveServer, live_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with live_server(tmp_path_factory.mktemp("gunicorn")) as running:
+        yield running
+
+
+def post(server: LiveServer, path: str, payload: Any) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        server.url + path,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return response.status, json.loads(response.read())
+
+
+def test_serves_single_and_batch_predictions(server: LiveServer) -> None:
+    status, body = post(server, "/v1/predictions", SEED_JSON)
+    assert status == 200 and body["prediction"] == "benign"
+    status, body = post(server, "/v1/predictions/batch", {"tumors": [SEED_JSON, MALIGNANT_JSON]})
+    assert status == 200
+    assert [p["prediction"] for p in body["predictions"]] == ["benign", "malignant"]
+
+
+def test_probes_and_docs(server: LiveServer) -> None:
+    assert server.status("/healthz") == 200
+    assert server.status("/readyz") == 200
+    assert server.status("/docs") == 200
+    assert server.status("/swagger.json") == 200
+    assert server.status("/nowhere") == 404
+
+
+def raw_post(server: LiveServer, length: int, body: bytes | None) -> bytes:
+    """Send headers declaring `length` bytes, then `body` (all of it first) or nothing."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as connection:
+        connection.sendall(
+            b"POST /v1/predictions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % length
+        )
+        if body is not None:
+            connection.sendall(body)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_413_reaches_a_client_that_sends_the_whole_body_first(server: LiveServer) -> None:
+    size = 20 * 1024 * 1024
+    answer = raw_post(server, size, b"x" * size)
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"application/problem+json" in answer
+    assert b'"status":413' in answer
+
+
+def test_413_reaches_a_client_waiting_for_an_early_answer(server: LiveServer) -> None:
+    answer = raw_post(server, 50 * 1024 * 1024, None)
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"4194304" in answer
+
+
+def test_server_stops_cleanly_by_pid(tmp_path: Path) -> None:
+    with live_server(tmp_path, workers=1) as running:
+        assert running.status("/readyz") == 200
+        code = running.stop()
+    assert code == 0
