@@ -7,7 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 MODEL := oncology_model/artifacts/model.onnx
-TRAINING_INPUTS := oncology_model/data/breast-cancer-wisconsin.data $(wildcard oncology_model/*.py)
+TRAINING_INPUTS := oncology_model/data/breast-cancer-wisconsin.data oncology_model/training.py \
+	oncology_model/dataset.py oncology_model/datamodel.py
 
 version := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
@@ -32,6 +33,10 @@ train: $(INSTALLED) ## Train, evaluate and export the model (report in build/rep
 
 $(MODEL): $(TRAINING_INPUTS) | $(INSTALLED)
 	$(PY) -m oncology_model.training
+
+.PHONY: run
+run: $(MODEL) ## Serve the API with gunicorn on http://127.0.0.1:8080 (HOST, PORT, WORKERS from the env)
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py 'webservice:create_app()'
 
 .PHONY: test
 test: $(MODEL) ## Run the test suite

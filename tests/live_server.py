@@ -36,7 +36,7 @@ class LiveServer:
 
     def status(self, path: str) -> int:
         try:
-            with urllib.request.urlopen(self.url + path, timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(self.url + path, timeout=2) as response:
                 return int(response.status)
         except urllib.error.HTTPError as error:
             return error.code

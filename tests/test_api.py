@@ -68,7 +68,9 @@ def test_explain_gives_all_nine_contributions(client: FlaskClient, classifier: C
     for name, value in zip(FEATURES, expected, strict=True):
         assert body["contributions"][name] == pytest.approx(value, abs=1e-6)
     assert body["contributions"]["clump_thickness"] > 0
-    assert "contributions" not in client.post("/v1/predictions?explain=false", json=tumor).get_json()
+    assert (
+        "contributions" not in client.post("/v1/predictions?explain=false", json=tumor).get_json()
+    )
 
 
 def test_bad_explain_value_is_named(client: FlaskClient) -> None:
@@ -124,7 +126,9 @@ def test_probes(client: FlaskClient) -> None:
 
 
 def test_invalid_json_is_400(client: FlaskClient) -> None:
-    body = problem(client.post("/v1/predictions", data="{\"clump", content_type="application/json"), 400)
+    body = problem(
+        client.post("/v1/predictions", data='{"clump', content_type="application/json"), 400
+    )
     assert "not valid JSON" in body["errors"]["body"]
 
 
@@ -147,14 +151,18 @@ def test_wrong_content_type_is_415_saying_what_to_send(
 
 def test_json_with_charset_is_accepted(client: FlaskClient) -> None:
     response = client.post(
-        "/v1/predictions", data=json.dumps(SEED_JSON), content_type="application/json; charset=utf-8"
+        "/v1/predictions",
+        data=json.dumps(SEED_JSON),
+        content_type="application/json; charset=utf-8",
     )
     assert response.status_code == 200
 
 
 def test_oversized_body_is_413_before_parsing(tmp_path: Path) -> None:
     small = create_app({"TESTING": True, "MAX_BODY_BYTES": 1000}).test_client()
-    body = problem(small.post("/v1/predictions", data=b"{" + b" " * 2000, content_type="application/json"), 413)
+    body = problem(
+        small.post("/v1/predictions", data=b"{" + b" " * 2000, content_type="application/json"), 413
+    )
     assert "1000" in body["errors"]["body"]
     assert small.post("/v1/predictions", json=SEED_JSON).status_code == 200
 
@@ -201,7 +209,9 @@ def test_misspelt_field_is_never_ignored(client: FlaskClient) -> None:
 
 @pytest.mark.parametrize("payload", [[SEED_JSON], "tumor", 5, None])
 def test_body_that_is_not_an_object_is_422(client: FlaskClient, payload: Any) -> None:
-    response = client.post("/v1/predictions", data=json.dumps(payload), content_type="application/json")
+    response = client.post(
+        "/v1/predictions", data=json.dumps(payload), content_type="application/json"
+    )
     assert "body" in problem(response, 422)["errors"]
 
 

@@ -27,7 +27,13 @@ def test_document_is_valid_openapi(client: FlaskClient) -> None:
 
 def test_every_endpoint_is_documented(client: FlaskClient) -> None:
     paths = spec(client)["paths"]
-    assert set(paths) == {"/v1/predictions", "/v1/predictions/batch", "/v1/model", "/healthz", "/readyz"}
+    assert set(paths) == {
+        "/v1/predictions",
+        "/v1/predictions/batch",
+        "/v1/model",
+        "/healthz",
+        "/readyz",
+    }
     for path, operations in paths.items():
         for method, operation in operations.items():
             if method == "parameters":
@@ -44,7 +50,9 @@ def test_predict_documents_every_status_it_can_return(client: FlaskClient) -> No
         assert responses["422"]["schema"] == {"$ref": "#/definitions/Problem"}
 
 
-def test_every_tumor_field_has_range_description_example_and_nullability(client: FlaskClient) -> None:
+def test_every_tumor_field_has_range_description_example_and_nullability(
+    client: FlaskClient,
+) -> None:
     tumor = spec(client)["definitions"]["Tumor"]
     assert list(tumor["properties"]) == list(FEATURES)
     assert sorted(tumor["required"]) == sorted(FEATURES)
@@ -60,7 +68,11 @@ def test_errors_are_documented_as_problem_json(client: FlaskClient) -> None:
     document = spec(client)
     assert "application/problem+json" in document["produces"]
     assert set(document["definitions"]["Problem"]["properties"]) == {
-        "type", "title", "status", "detail", "errors"
+        "type",
+        "title",
+        "status",
+        "detail",
+        "errors",
     }
 
 

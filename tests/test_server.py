@@ -29,7 +29,7 @@ def post(server: LiveServer, path: str, payload: Any) -> tuple[int, dict[str, An
         data=json.dumps(payload).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as response:
         return response.status, json.loads(response.read())
 
 

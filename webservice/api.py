@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from flask import Flask, request
 from flask_restx import Api
@@ -42,7 +41,7 @@ def as_problem(error: BaseException) -> Problem:
         count = len(error.errors)
         return Problem(
             422,
-            f"{count} field{'s' if count != 1 else ''} break{'' if count != 1 else 's'} the contract.",
+            "1 field breaks the contract." if count == 1 else f"{count} fields break the contract.",
             error.errors,
             kind="invalid-tumor",
         )
@@ -80,6 +79,7 @@ def init_api(app: Flask, version: str) -> Api:
     """Register the namespaces, Swagger UI at /docs and the error handlers on `app`."""
     app.config.setdefault("RESTX_MASK_SWAGGER", False)
     app.config.setdefault("RESTX_ERROR_404_HELP", False)
+    app.config.setdefault("SWAGGER_UI_DOC_EXPANSION", "list")  # show the operations at once
     api = ProblemApi(
         app,
         version=version,

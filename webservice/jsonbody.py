@@ -52,6 +52,8 @@ def _reject_constant(name: str) -> Any:
 
 def _invalid_json(reason: str) -> Problem:
     return Problem(
-        400, f"The body is not valid JSON: {reason}.", {"body": f"not valid JSON: {reason}"},
+        400,
+        f"The body is not valid JSON: {reason}.",
+        {"body": f"not valid JSON: {reason}"},
         kind="invalid-json",
     )

@@ -9,19 +9,27 @@ from flask import current_app
 from flask_restx import Model, Namespace, fields
 from werkzeug.wrappers import Response
 
+from oncology_model.datamodel import SCORE_RULE
 from webservice.problems import Problem
 from webservice.service import Service
 
 PROBLEM = Model(
     "Problem",
     {
-        "type": fields.String(description="URI naming the kind of problem", example="urn:oncology:problem:invalid-tumor"),
-        "title": fields.String(description="The HTTP status phrase", example="Unprocessable Content"),
+        "type": fields.String(
+            description="URI naming the kind of problem",
+            example="urn:oncology:problem:invalid-tumor",
+        ),
+        "title": fields.String(
+            description="The HTTP status phrase", example="Unprocessable Content"
+        ),
         "status": fields.Integer(description="The HTTP status code", example=422),
-        "detail": fields.String(description="What went wrong, for a person", example="1 field breaks the contract."),
+        "detail": fields.String(
+            description="What went wrong, for a person", example="1 field breaks the contract."
+        ),
         "errors": fields.Raw(
             description="Every bad field or path mapped to the rule it breaks (may be empty)",
-            example={"mitoses": "11 is out of range: must be an integer from 1 to 10, or null when not measured"},
+            example={"mitoses": f"11 is out of range: {SCORE_RULE}"},
         ),
     },
 )

@@ -36,7 +36,7 @@ class Readiness(Resource):
     @ns.response(200, "Model loaded, verified and self-checked", status_model)
     @document_errors(ns, 500, 503)
     def get(self) -> Any:
-        """Readiness: 200 once the model is verified and self-checked; 503 before and at shutdown."""
+        """Readiness: 200 once the model is verified and self-checked, else 503."""
         current = service()
         if current.shutting_down:
             raise Problem(503, "The service is shutting down.", kind="not-ready")

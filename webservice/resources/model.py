@@ -50,7 +50,9 @@ card_model = ns.model(
     "ModelCard",
     {
         "name": fields.String(required=True),
-        "version": fields.String(required=True, description="Package version + ONNX SHA-256 prefix"),
+        "version": fields.String(
+            required=True, description="Package version + ONNX SHA-256 prefix"
+        ),
         "package_version": fields.String(required=True),
         "algorithm": fields.String(required=True),
         "engine": fields.Raw(required=True, description="Inference engine and ONNX opset"),
