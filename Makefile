@@ -24,7 +24,7 @@ install: $(INSTALLED) ## Create .venv from Pipfile.lock (installs pipenv if miss
 
 $(INSTALLED): Pipfile.lock pyproject.toml
 	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pipenv
-	$(PIPENV) sync --dev
+	$(PIPENV) sync --categories "packages train dev-packages"
 	@touch $@
 
 .PHONY: train

@@ -14,8 +14,9 @@ workers = int(os.environ.get("WORKERS", len(os.sched_getaffinity(0))))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # On SIGTERM, in-flight requests get this long to finish (Kubernetes' grace period is longer).
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
-# The heartbeat file in memory: no disk writes, and works with a read-only root filesystem.
-worker_tmp_dir = "/dev/shm"
+# The heartbeat files in memory: no disk writes, and works with a read-only root filesystem
+# (Kubernetes mounts an in-memory emptyDir and sets WORKER_TMP_DIR=/tmp).
+worker_tmp_dir = os.environ.get("WORKER_TMP_DIR", "/dev/shm")
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")

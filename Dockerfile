@@ -1,0 +1,58 @@
+# Multi-stage build of the oncology web service.
+#   builder: installs the locked dependencies, trains the model (deterministic, ~20 s), builds the wheel
+#   training: the builder's training environment as a non-root image, for the Kubernetes training Job
+#   runtime (last, the default): only what serving needs, as a fixed non-root UID, read-only friendly
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+FROM ${BASE_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+# pipenv only exports the lock; it never reaches the runtime image.
+RUN python3 -m venv /opt/pipenv && /opt/pipenv/bin/pip install --quiet pipenv==2026.10.3
+COPY Pipfile Pipfile.lock ./
+RUN /opt/pipenv/bin/pipenv requirements --hash --categories packages > serve.txt \
+    && /opt/pipenv/bin/pipenv requirements --hash --categories "packages train" > train.txt \
+    && python3 -m venv /opt/train \
+    && /opt/train/bin/pip install --quiet --require-hashes -r train.txt \
+    && /opt/train/bin/pip install --quiet setuptools==84.2.1 \
+    && python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --quiet --require-hashes -r serve.txt
+COPY pyproject.toml README.md ./
+COPY oncology_model ./oncology_model
+RUN /opt/train/bin/pip install --quiet --no-deps --no-build-isolation --editable . \
+    && /opt/train/bin/oncology-train --report /src/build/report \
+    && /opt/train/bin/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir /dist . \
+    && /opt/venv/bin/pip install --quiet --no-deps /dist/oncology_model-*.whl
+
+FROM builder AS training
+# matplotlib (the report's plots) needs a writable config folder: /tmp is an emptyDir in the Job.
+ENV MPLCONFIGDIR=/tmp/matplotlib
+USER 10001:10001
+ENTRYPOINT ["/opt/train/bin/oncology-train"]
+CMD ["--out", "/out/artifacts", "--report", "/out/report"]
+
+FROM ${BASE_IMAGE} AS runtime
+ARG VERSION=unknown
+LABEL org.opencontainers.image.title="oncology-webservice" \
+      org.opencontainers.image.description="Breast-cancer classifier REST API (research example, not a medical device)" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="MIT"
+RUN groupadd --gid 10001 app \
+    && useradd --uid 10001 --gid 10001 --no-log-init --no-create-home --shell /usr/sbin/nologin app
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
+COPY gunicorn.conf.py ./
+COPY webservice ./webservice
+RUN /opt/venv/bin/python -m compileall -q /app
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOST=0.0.0.0 \
+    PORT=8080
+USER 10001:10001
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8080'), timeout=2)"]
+ENTRYPOINT ["gunicorn", "--config", "/app/gunicorn.conf.py", "webservice:create_app()"]
