@@ -24,7 +24,9 @@ COPY oncology_model ./oncology_model
 RUN /opt/train/bin/pip install --quiet --no-deps --no-build-isolation --editable . \
     && /opt/train/bin/oncology-train --report /src/build/report \
     && /opt/train/bin/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir /dist . \
-    && /opt/venv/bin/pip install --quiet --no-deps /dist/oncology_model-*.whl
+    && /opt/venv/bin/pip install --quiet --no-deps /dist/oncology_model-*.whl \
+    && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools \
+    && find /opt/venv -depth -type d -name tests -prune -exec rm -rf {} +
 
 FROM builder AS training
 # matplotlib (the report's plots) needs a writable config folder: /tmp is an emptyDir in the Job.

@@ -11,6 +11,15 @@ TRAINING_INPUTS := oncology_model/data/breast-cancer-wisconsin.data oncology_mod
 	oncology_model/dataset.py oncology_model/datamodel.py
 
 version := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+# Images and rollout (`make image deploy tag=registry/oncology-webservice team_label=oncology`).
+tag ?= oncology-webservice
+training_tag ?= $(tag)-training
+team_label ?= oncology
+registry ?=
+base_image ?= python:3.11-slim-bookworm
+# Linters and validators for the image and manifests, kept out of the app's environment.
+TOOLS := .tools/.installed
+TOOLS_BIN := .tools/bin
 
 .DEFAULT_GOAL := help
 
@@ -64,3 +73,45 @@ clean: ## Remove build output, caches and trained artifacts (keeps .venv)
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	rm -f oncology_model/artifacts/model.* oncology_model/artifacts/metadata.json
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
+
+# --- image and cluster ------------------------------------------------------------------------
+
+.PHONY: image
+image: ## Build the runtime image $(tag):$(version) and the training image $(training_tag):$(version)
+	docker build --build-arg BASE_IMAGE=$(base_image) \
+		--build-arg VERSION=$(version) -t $(tag):$(version) .
+	docker build --build-arg BASE_IMAGE=$(base_image) \
+		--build-arg VERSION=$(version) --target training -t $(training_tag):$(version) .
+
+.PHONY: publish
+publish: ## Tag and push both images to $(registry) (e.g. make publish registry=ghcr.io/acme)
+	@test -n "$(registry)" || { echo "set registry=HOST/NAMESPACE"; exit 2; }
+	docker tag $(tag):$(version) $(registry)/$(tag):$(version)
+	docker tag $(training_tag):$(version) $(registry)/$(training_tag):$(version)
+	docker push $(registry)/$(tag):$(version)
+	docker push $(registry)/$(training_tag):$(version)
+
+.PHONY: deploy
+deploy: ## Roll the Deployment(s) labelled app/team out to $(tag):$(version), then wait
+	kubectl set image deployments -l app=oncology-webservice,team=$(team_label) oncology-webservice=$(tag):$(version)
+	kubectl rollout status deployments -l app=oncology-webservice,team=$(team_label) --timeout=5m
+
+.PHONY: train-job
+train-job: ## Run the training Job in the cluster with $(training_tag):$(version)
+	kubectl apply -f k8s/training/output-volume.yaml -f k8s/training/network-policy.yaml
+	kubectl set image --local -f k8s/training/job.yaml training=$(training_tag):$(version) -o yaml \
+		| kubectl create -f -
+
+.PHONY: image-test
+image-test: ## Build the images for real and run the container read-only (starts dockerd if needed)
+	$(PYTHON) ops/image_test.py --image $(tag):$(version) --training-image $(training_tag):$(version) \
+		--version $(version)
+
+$(TOOLS): ops/tools-requirements.txt
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet -r ops/tools-requirements.txt
+	@touch $@
+
+.PHONY: k8s-check
+k8s-check: $(TOOLS) ## Validate k8s/ strictly for several Kubernetes versions, lint Dockerfile and manifests
+	$(PYTHON) ops/k8s_check.py --tools $(TOOLS_BIN)

@@ -32,6 +32,7 @@ class Classifier:
         self.metadata: dict[str, Any] = read_metadata(directory)
         _check_engine_version(self.metadata, directory)
         model = verified_bytes(directory, ONNX_FILE, self.metadata)
+        onnxruntime.disable_telemetry_events()  # nothing leaves this process, nothing is persisted
         options = onnxruntime.SessionOptions()
         # One thread per session: gunicorn runs one sync worker per core, and a thread pool per
         # worker would only fight the other workers for the same cores on tiny inputs.
