@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -140,7 +140,7 @@ def build(image: str, version: str, base: str, target: str | None = None) -> Non
     say(f"built {image} in {time.monotonic() - started:.0f} s")
 
 
-def http(port: int, path: str, body: dict[str, object] | None = None) -> tuple[int, bytes]:
+def http(port: int, path: str, body: Mapping[str, object] | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
     if body is not None:
         request.data = json.dumps(body).encode()
@@ -211,7 +211,7 @@ def check_image(image: str, port: int) -> dict[str, object]:
 
 
 def check_training_image(image: str) -> dict[str, object]:
-    """Run the training Job's command as Kubernetes would: read-only root, non-root, /out mounted."""
+    """Run the training Job's command as Kubernetes would: read-only, non-root, /out mounted."""
     started = time.monotonic()
     result = docker(
         "run", "--rm", "--read-only", "--network", "none", "--user", f"{UID}:{UID}",
