@@ -5,6 +5,9 @@ available core). Each worker loads and verifies the model once, at start-up.
 """
 
 import os
+import shutil
+import signal
+import tempfile
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}"
 # Sync workers: a prediction is a few microseconds of CPU, so threads or async buy nothing.
@@ -17,8 +20,39 @@ graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
 # The heartbeat files in memory: no disk writes, and works with a read-only root filesystem
 # (Kubernetes mounts an in-memory emptyDir and sets WORKER_TMP_DIR=/tmp).
 worker_tmp_dir = os.environ.get("WORKER_TMP_DIR", "/dev/shm")
-accesslog = "-"
+# The app writes the access log itself, as JSON lines with request ids (webservice.observability).
+accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info")
-# gunicorn's own cap on a request line and headers, well below any body limit.
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 limit_request_line = 8190
+
+
+def on_starting(server):
+    """Metrics shared by all workers: a fresh in-memory folder for prometheus-client."""
+    folder = tempfile.mkdtemp(prefix="oncology-metrics-", dir=worker_tmp_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    server.log.info("metrics folder %s", folder)
+
+
+def child_exit(server, worker):
+    """Drop the exited worker's live gauges (its counters stay in the totals)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    shutil.rmtree(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""), ignore_errors=True)
+
+
+def post_worker_init(worker):
+    """On SIGTERM, /readyz answers 503 at once while in-flight requests finish."""
+    gunicorn_handler = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        service = getattr(worker.wsgi, "extensions", {}).get("oncology")
+        if service is not None:
+            service.shutting_down = True
+        gunicorn_handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)

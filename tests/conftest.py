@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -43,9 +44,20 @@ SEED_JSON = {
 MALIGNANT_JSON = dict.fromkeys(SEED_JSON, 10)
 
 
+class ClosingClient(FlaskClient):
+    """A test client that consumes and closes every answer, as a WSGI server does, so that
+    what runs on close (the access log, the request metrics) runs before the test looks."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def app() -> Flask:
-    return create_app({"TESTING": True})
+    application = create_app({"TESTING": True})
+    application.test_client_class = ClosingClient
+    return application
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ def test_every_endpoint_is_documented(client: FlaskClient) -> None:
         "/v1/model",
         "/healthz",
         "/readyz",
+        "/metrics",
     }
     for path, operations in paths.items():
         for method, operation in operations.items():

@@ -10,21 +10,31 @@ from flask import Flask
 from webservice.api import init_api
 from webservice.config import load_config
 from webservice.middleware import BodyLimit
+from webservice.observability import Observability, configure_logging
 from webservice.service import Service
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the app: configuration, the Service (model loaded once, here), the Api."""
+    """Build the app: configuration, the Service (model loaded once, here), the Api.
+
+    Around Flask, outermost first: `Observability` (request id, JSON access log, metrics), then
+    `BodyLimit` (413 before anything reads the body).
+    """
     app = Flask(__name__)
     settings = load_config(config)
     app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"]  # bounds chunked bodies too
-    app.extensions["oncology"] = Service(artifacts_dir=settings["ARTIFACTS_DIR"])
+    configure_logging(settings["LOG_LEVEL"])
+    service = Service(artifacts_dir=settings["ARTIFACTS_DIR"])
+    app.extensions["oncology"] = service
     init_api(app, version=_version())
-    app.wsgi_app = BodyLimit(  # type: ignore[method-assign]
+    limited = BodyLimit(
         app.wsgi_app,
         max_bytes=settings["MAX_BODY_BYTES"],
         drain_cap=settings["DRAIN_CAP_BYTES"],
+    )
+    app.wsgi_app = Observability(  # type: ignore[method-assign]
+        limited, model_version=service.model_version, access_log=settings["ACCESS_LOG"]
     )
     return app
 

@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from oncology_model import InvalidTumorError
+from webservice import metrics
 from webservice.problems import PROBLEM_JSON, Problem
 from webservice.resources import health, model, predictions
 
@@ -38,6 +39,7 @@ def as_problem(error: BaseException) -> Problem:
     if isinstance(error, Problem):
         return error
     if isinstance(error, InvalidTumorError):
+        metrics.record_rejections(error.errors)
         count = len(error.errors)
         return Problem(
             422,

@@ -17,6 +17,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BATCH": 10_000,
     # Folder of model artifacts; None means the ones bundled in the oncology_model package.
     "ARTIFACTS_DIR": None,
+    # One JSON line per request on stdout (method, path, status, duration, request id, model).
+    "ACCESS_LOG": True,
+    "LOG_LEVEL": "INFO",
 }
 
 # Environment variable -> (config key, parser).
@@ -25,7 +28,17 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "ONCOLOGY_DRAIN_CAP_BYTES": ("DRAIN_CAP_BYTES", int),
     "ONCOLOGY_MAX_BATCH": ("MAX_BATCH", int),
     "ONCOLOGY_ARTIFACTS_DIR": ("ARTIFACTS_DIR", str),
+    "ONCOLOGY_ACCESS_LOG": ("ACCESS_LOG", lambda value: _boolean(value)),
+    "LOG_LEVEL": ("LOG_LEVEL", str.upper),
 }
+
+
+def _boolean(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
 
 
 def load_config(

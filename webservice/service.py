@@ -10,6 +10,8 @@ import numpy as np
 
 from oncology_model import ArtifactError, Classifier, Prediction, Tumor
 from oncology_model.datamodel import FEATURES
+from oncology_model.integrity import ONNX_FILE
+from webservice import metrics
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ class Service:
         self.classifier: Classifier | None = None
         self.error: str | None = None
         self.shutting_down = False
+        self.model_version = "none"
         try:
             classifier = Classifier(artifacts_dir=Path(artifacts_dir) if artifacts_dir else None)
             if classifier.predict(SELF_CHECK_TUMOR) is not Prediction.BENIGN:
@@ -47,6 +50,7 @@ class Service:
         self.model_version = classifier.model_version
         self.threshold = classifier.threshold
         self.card = model_card(classifier.metadata)
+        metrics.record_model(self.model_version, self.card["artifacts"][ONNX_FILE])
 
     @property
     def ready(self) -> bool:
@@ -56,7 +60,9 @@ class Service:
         """One answer per validated row (NaN = not measured), from one engine call."""
         assert self.classifier is not None, "callers check `ready` first"
         malignant = self.classifier.malignant_probabilities(rows)
-        malignant_flags = (malignant >= self.threshold).tolist()
+        flags = malignant >= self.threshold
+        metrics.record_predictions(rows, malignant, flags)
+        malignant_flags = flags.tolist()
         malignant_rounded = np.round(malignant, 6)
         benign_list = np.round(1.0 - malignant_rounded, 6).tolist()
         malignant_list = malignant_rounded.tolist()

@@ -1,15 +1,18 @@
-"""GET /healthz (liveness) and /readyz (readiness) for load balancers and Kubernetes probes."""
+"""For operators: /healthz (liveness), /readyz (readiness) and /metrics (Prometheus)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from flask import request
 from flask_restx import Namespace, Resource, fields
+from werkzeug.wrappers import Response
 
+from webservice.metrics import exposition
 from webservice.problems import Problem
 from webservice.resources.common import document_errors, json_response, service
 
-ns = Namespace("health", path="/", description="Probes")
+ns = Namespace("operations", path="/", description="Probes and metrics, for operators")
 
 status_model = ns.model(
     "Status",
@@ -43,3 +46,15 @@ class Readiness(Resource):
         if not current.ready:
             raise Problem(503, f"The model is not loaded: {current.error}", kind="not-ready")
         return json_response({"status": "ready", "model_version": current.model_version})
+
+
+@ns.route("/metrics")
+class Metrics(Resource):
+    @ns.doc("metrics")
+    @ns.produces(["text/plain"])
+    @ns.response(200, "Prometheus text exposition format, all workers combined")
+    @document_errors(ns, 500)
+    def get(self) -> Any:
+        """Prometheus metrics: requests, latency, predictions, input values, rejections, model."""
+        body, content_type = exposition(request.headers.get("Accept", ""))
+        return Response(body, 200, content_type=content_type)

@@ -16,6 +16,7 @@ from oncology_model.datamodel import (
     validate_rows,
 )
 from webservice.jsonbody import read_json
+from webservice.metrics import record_batch_size
 from webservice.resources.common import document_errors, json_response, ready_service
 from webservice.service import SELF_CHECK_TUMOR
 
@@ -161,6 +162,7 @@ class PredictionBatch(Resource):
         """Diagnose up to 10,000 tumors in one call."""
         explain = explain_requested()
         tumors = batch_items(read_json(request), current_app.config["MAX_BATCH"])
+        record_batch_size(len(tumors))
         rows = validate_rows(tumors, "tumors")
         return json_response({"predictions": ready_service().predictions(rows, explain=explain)})
 

@@ -1,0 +1,124 @@
+"""Prometheus metrics, correct across gunicorn workers (prometheus-client's multiprocess mode).
+
+gunicorn.conf.py points PROMETHEUS_MULTIPROC_DIR at an in-memory folder before any worker starts
+and marks each exited worker dead; without it (tests, a single process) the default registry is
+used. Label values are always from a fixed set, never from the client, so series stay bounded.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client.exposition import choose_encoder
+
+from oncology_model.datamodel import FEATURES, SCORE_MAX, SCORE_MIN
+
+MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR" in os.environ
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+REQUESTS = Counter(
+    "oncology_http_requests_total", "HTTP requests answered", ["endpoint", "method", "status"]
+)
+LATENCY = Histogram(
+    "oncology_http_request_duration_seconds",
+    "Time from receiving a request to the end of its answer",
+    ["endpoint", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+PREDICTIONS = Counter("oncology_predictions_total", "Diagnoses given", ["prediction"])
+MALIGNANT_PROBABILITY = Histogram(
+    "oncology_malignant_probability",
+    "Malignant probability of each diagnosed tumor",
+    buckets=(0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99),
+)
+FEATURE_VALUES = Counter(
+    "oncology_feature_values_total",
+    "Scores received per feature and value (null: not measured), to watch input drift",
+    ["feature", "value"],
+)
+REJECTED_VALUES = Counter(
+    "oncology_rejected_values_total",
+    "Fields rejected by validation (unknown_field: a field that is not a tumor score)",
+    ["field"],
+)
+BATCH_SIZE = Histogram(
+    "oncology_batch_size",
+    "Tumors per batch request",
+    buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000),
+)
+MODEL_INFO = Gauge(
+    "oncology_model_info",
+    "The model this worker serves (value 1)",
+    ["version", "onnx_sha256"],
+    multiprocess_mode="liveall",
+)
+
+_VALUE_LABELS = ["null", *(str(v) for v in range(SCORE_MIN, SCORE_MAX + 1))]
+_KNOWN_FIELDS = frozenset((*FEATURES, "body", "tumors", "explain", "Content-Type"))
+# Children resolved once: `.labels()` costs a dict look-up and a lock on every call.
+_FEATURE_CHILDREN = [[FEATURE_VALUES.labels(f, v) for v in _VALUE_LABELS] for f in FEATURES]
+_PREDICTION_CHILDREN = (PREDICTIONS.labels("benign"), PREDICTIONS.labels("malignant"))
+
+
+def record_predictions(rows: np.ndarray, malignant: np.ndarray, flags: np.ndarray) -> None:
+    """Count one answered request's diagnoses, probabilities and input values (vectorised)."""
+    n_malignant = int(np.count_nonzero(flags))
+    if n_malignant:
+        _PREDICTION_CHILDREN[1].inc(n_malignant)
+    if n_malignant < len(flags):
+        _PREDICTION_CHILDREN[0].inc(len(flags) - n_malignant)
+    if len(malignant) == 1:
+        MALIGNANT_PROBABILITY.observe(float(malignant[0]))
+    else:
+        _observe_many(MALIGNANT_PROBABILITY, malignant)
+    # Column j of `codes`: 0 for null, else the score, so bincount gives the 11 counts at once.
+    codes = np.nan_to_num(rows, nan=0.0).astype(np.int64)
+    for children, column in zip(_FEATURE_CHILDREN, codes.T, strict=True):
+        for index, count in enumerate(np.bincount(column, minlength=SCORE_MAX + 1).tolist()):
+            if count:
+                children[index].inc(count)
+
+
+def _observe_many(histogram: Histogram, values: np.ndarray) -> None:
+    """`observe` for many values at once: one update per bucket instead of one per value.
+
+    prometheus-client keeps per-bucket (not cumulative) counts in `_buckets` and the total in
+    `_sum`, exactly what `observe` updates; a test pins this against `observe` one by one.
+    """
+    bounds = histogram._upper_bounds
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    histogram._sum.inc(float(values.sum()))
+    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=True):
+        if count:
+            bucket.inc(count)
+
+
+def record_batch_size(size: int) -> None:
+    BATCH_SIZE.observe(size)
+
+
+def record_rejections(errors: dict[str, str]) -> None:
+    """Count rejected fields by name: `tumors[3].mitoses` counts as `mitoses`."""
+    for path in errors:
+        field = path.rsplit(".", 1)[-1]
+        if field.startswith("tumors["):
+            field = "tumors"
+        REJECTED_VALUES.labels(field if field in _KNOWN_FIELDS else "unknown_field").inc()
+
+
+def record_model(version: str, onnx_sha256: str) -> None:
+    MODEL_INFO.labels(version, onnx_sha256).set(1)
+
+
+def exposition(accept: str) -> tuple[bytes, str]:
+    """The metrics page in the format `accept` asks for (Prometheus text by default), every
+    worker's figures combined in multiprocess mode."""
+    registry = REGISTRY
+    if MULTIPROCESS:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    encode, content_type = choose_encoder(accept)
+    return encode(registry), content_type
