@@ -99,3 +99,26 @@ def test_bad_data_file_exits_non_zero_naming_it(tmp_path: Path) -> None:
     assert "broken.data, line 1: expected 11 columns" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "a").exists()
+
+
+def test_serving_pipeline_is_the_same_model() -> None:
+    """The folded export equals the calibrated pipeline; other pipelines pass unchanged."""
+    import numpy as np
+
+    from oncology_model.dataset import load_dataset
+    from oncology_model.reference import load_reference_pipeline
+    from oncology_model.training import CANDIDATES, build_pipeline, serving_pipeline
+
+    reference = load_reference_pipeline()
+    folded = serving_pipeline(reference)
+    assert [name for name, _ in folded.steps] == ["impute", "model"]
+    X = np.random.default_rng(3).integers(1, 11, size=(5000, 9)).astype(float)
+    X[::5, 5] = np.nan
+    np.testing.assert_allclose(
+        folded.predict_proba(X), reference.predict_proba(X), atol=1e-12, rtol=0
+    )
+    data = load_dataset()
+    forest = next(c for c in CANDIDATES if c.name == "random_forest")
+    pipeline = build_pipeline(forest, data.sample_ids, data.y, seed=1)
+    pipeline.fit(data.X, data.y)
+    assert serving_pipeline(pipeline) is pipeline

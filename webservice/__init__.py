@@ -9,7 +9,7 @@ from flask import Flask
 
 from webservice.api import init_api
 from webservice.config import load_config
-from webservice.middleware import BodyLimit
+from webservice.middleware import BodyLimit, PredictionLane
 from webservice.observability import Observability, configure_logging
 from webservice.service import Service
 
@@ -17,8 +17,9 @@ from webservice.service import Service
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app: configuration, the Service (model loaded once, here), the Api.
 
-    Around Flask, outermost first: `Observability` (request id, JSON access log, metrics), then
-    `BodyLimit` (413 before anything reads the body).
+    Around Flask, outermost first: `Observability` (request id, JSON access log, metrics),
+    `BodyLimit` (413 before anything reads the body), `PredictionLane` (the two prediction
+    routes without Flask's per-request machinery; see its docstring).
     """
     app = Flask(__name__)
     settings = load_config(config)
@@ -28,8 +29,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     service = Service(artifacts_dir=settings["ARTIFACTS_DIR"])
     app.extensions["oncology"] = service
     init_api(app, version=_version())
-    limited = BodyLimit(
+    lane = PredictionLane(
         app.wsgi_app,
+        service,
+        max_bytes=settings["MAX_BODY_BYTES"],
+        max_batch=settings["MAX_BATCH"],
+    )
+    limited = BodyLimit(
+        lane,
         max_bytes=settings["MAX_BODY_BYTES"],
         drain_cap=settings["DRAIN_CAP_BYTES"],
     )

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask, request
 from flask_restx import Api
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from oncology_model import InvalidTumorError
-from webservice import metrics
-from webservice.problems import PROBLEM_JSON, Problem
+from webservice.jsonbody import body_too_large
+from webservice.problems import PROBLEM_JSON, Problem, as_problem
 from webservice.resources import health, model, predictions
-
-log = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Breast-cancer classifier for the nine cytology scores of the UCI Wisconsin (original) data. "
@@ -31,26 +26,10 @@ class ProblemApi(Api):
 
 
 def problem_response(error: BaseException) -> Response:
-    """Map any exception to its problem+json answer; unexpected ones log and say only 500."""
-    return as_problem(error).response()
-
-
-def as_problem(error: BaseException) -> Problem:
-    if isinstance(error, Problem):
-        return error
-    if isinstance(error, InvalidTumorError):
-        metrics.record_rejections(error.errors)
-        count = len(error.errors)
-        return Problem(
-            422,
-            "1 field breaks the contract." if count == 1 else f"{count} fields break the contract.",
-            error.errors,
-            kind="invalid-tumor",
-        )
+    """Flask's side of the one error path (see `webservice.problems.as_problem`)."""
     if isinstance(error, HTTPException) and error.code is not None:
-        return _http_problem(error)
-    log.error("unhandled error answering %s %s", request.method, request.path, exc_info=error)
-    return Problem(500, "The server failed to answer this request.", kind="internal-error")
+        return _http_problem(error).response()
+    return as_problem(error, request.method, request.path).response()
 
 
 def _http_problem(error: HTTPException) -> Problem:
@@ -65,13 +44,7 @@ def _http_problem(error: HTTPException) -> Problem:
             headers={"Allow": ", ".join(allowed)},
         )
     if code == 413:
-        limit = request.max_content_length
-        return Problem(
-            413,
-            f"The body is larger than the limit of {limit} bytes.",
-            {"body": f"must be at most {limit} bytes"},
-            kind="body-too-large",
-        )
+        return body_too_large(request.max_content_length or 0)
     if code == 400:
         return Problem(400, "The request is malformed.", kind="bad-request")
     return Problem(code, error.description or "The request cannot be answered.")

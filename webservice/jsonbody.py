@@ -1,4 +1,4 @@
-"""Reading a request body as JSON: the content type, then the bytes, then the parse."""
+"""Reading a request body as JSON from the WSGI environ: content type, bytes, then the parse."""
 
 from __future__ import annotations
 
@@ -6,36 +6,54 @@ import json
 from typing import Any
 
 import orjson
-from flask import Request
 
 from webservice.problems import Problem
 
 JSON_TYPES = ("application/json",)
+# Set in the environ once the whole declared body is read: nothing is left to drain.
+BODY_CONSUMED = "oncology.body_consumed"
 
 
-def read_json(request: Request) -> Any:
-    """The parsed JSON body, or a Problem: 415 for another content type, 400 for bad JSON.
-
-    The body size was checked against the limit before this runs (see `webservice.middleware`).
-    """
-    mimetype = request.mimetype
+def read_json(environ: dict[str, Any], max_bytes: int) -> Any:
+    """The parsed JSON body, or a Problem: 415 for another content type, 400 for bad JSON,
+    413 for a chunked body over `max_bytes` (a declared length was checked by `BodyLimit`)."""
+    content_type = environ.get("CONTENT_TYPE", "")
+    mimetype = content_type.split(";", 1)[0].strip().lower()
     if mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
-        sent = request.content_type or "no Content-Type"
         raise Problem(
             415,
-            f"The body must be JSON: send it with 'Content-Type: application/json' (got {sent}).",
+            "The body must be JSON: send it with 'Content-Type: application/json' "
+            f"(got {content_type or 'no Content-Type'}).",
             {"Content-Type": "must be application/json"},
             kind="unsupported-media-type",
         )
-    data = request.get_data(cache=False)
+    stream = environ["wsgi.input"]
+    length = environ.get("CONTENT_LENGTH")
+    if length and length.isdigit():
+        data = stream.read(int(length))
+        environ[BODY_CONSUMED] = True
+    else:  # chunked: no length was declared, so read one byte past the limit to notice it
+        data = stream.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise body_too_large(max_bytes)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         return _strict_fallback(data, str(exc))
 
 
+def body_too_large(max_bytes: int, declared: int | None = None) -> Problem:
+    size = f"The body is {declared} bytes" if declared is not None else "The body is larger"
+    return Problem(
+        413,
+        f"{size}; the limit is {max_bytes} bytes.",
+        {"body": f"must be at most {max_bytes} bytes"},
+        kind="body-too-large",
+    )
+
+
 def _strict_fallback(data: bytes, orjson_error: str) -> Any:
-    """Tell valid JSON that orjson refuses (integers past 64 bits) from invalid JSON."""
+    """Tell valid JSON that orjson refuses (say, nesting past its limit) from invalid JSON."""
     if not data.strip():
         raise _invalid_json("the body is empty")
     try:

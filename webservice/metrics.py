@@ -8,6 +8,9 @@ used. Label values are always from a fixed set, never from the client, so series
 from __future__ import annotations
 
 import os
+import threading
+import time
+from bisect import bisect_left
 
 import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
@@ -58,28 +61,107 @@ MODEL_INFO = Gauge(
 
 _VALUE_LABELS = ["null", *(str(v) for v in range(SCORE_MIN, SCORE_MAX + 1))]
 _KNOWN_FIELDS = frozenset((*FEATURES, "body", "tumors", "explain", "Content-Type"))
-# Children resolved once: `.labels()` costs a dict look-up and a lock on every call.
-_FEATURE_CHILDREN = [[FEATURE_VALUES.labels(f, v) for v in _VALUE_LABELS] for f in FEATURES]
-_PREDICTION_CHILDREN = (PREDICTIONS.labels("benign"), PREDICTIONS.labels("malignant"))
+# Cell (feature j, value v) is j * 11 + v, with v = 0 for null.
+_FEATURE_OFFSETS = np.arange(len(FEATURES)) * len(_VALUE_LABELS)
+_OFFSETS = _FEATURE_OFFSETS.tolist()
+FLUSH_SECONDS = 1.0
 
 
-def record_predictions(rows: np.ndarray, malignant: np.ndarray, flags: np.ndarray) -> None:
-    """Count one answered request's diagnoses, probabilities and input values (vectorised)."""
-    n_malignant = int(np.count_nonzero(flags))
-    if n_malignant:
-        _PREDICTION_CHILDREN[1].inc(n_malignant)
-    if n_malignant < len(flags):
-        _PREDICTION_CHILDREN[0].inc(len(flags) - n_malignant)
-    if len(malignant) == 1:
-        MALIGNANT_PROBABILITY.observe(float(malignant[0]))
-    else:
-        _observe_many(MALIGNANT_PROBABILITY, malignant)
-    # Column j of `codes`: 0 for null, else the score, so bincount gives the 11 counts at once.
-    codes = np.nan_to_num(rows, nan=0.0).astype(np.int64)
-    for children, column in zip(_FEATURE_CHILDREN, codes.T, strict=True):
-        for index, count in enumerate(np.bincount(column, minlength=SCORE_MAX + 1).tolist()):
+class PredictionTally:
+    """This worker's running totals of diagnoses, probabilities and input values.
+
+    Updating a dozen shared (memory-mapped, locked) counters on every request would cost more
+    than the prediction itself; adding into local lists costs a microsecond or two. The totals
+    reach the shared metrics every FLUSH_SECONDS (a daemon thread), whenever this worker
+    serves /metrics, and when it exits (gunicorn's worker_exit hook).
+    """
+
+    SMALL = 8  # up to this many rows, plain Python beats numpy's per-call overhead
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bounds = list(MALIGNANT_PROBABILITY._upper_bounds)
+        self._reset()
+        self._flusher: threading.Thread | None = None
+        # Resolved once: `.labels()` costs a dict look-up and a lock on every call.
+        self._feature_children = [
+            FEATURE_VALUES.labels(f, v) for f in FEATURES for v in _VALUE_LABELS
+        ]
+        self._class_children = (PREDICTIONS.labels("benign"), PREDICTIONS.labels("malignant"))
+
+    def _reset(self) -> None:
+        self._cells = [0] * (len(FEATURES) * len(_VALUE_LABELS))
+        self._buckets = [0] * len(self._bounds)
+        self._sum = 0.0
+        self._malignant = 0
+        self._benign = 0
+
+    def add(self, rows: np.ndarray, malignant: np.ndarray, n_malignant: int) -> None:
+        """Count one answered request: its rows (NaN = null) and malignant probabilities."""
+        if len(rows) <= self.SMALL:
+            cell_counts: dict[int, int] = {}
+            for row in rows.tolist():
+                for offset, value in zip(_OFFSETS, row, strict=True):
+                    cell = offset + (0 if value != value else int(value))  # NaN != NaN
+                    cell_counts[cell] = cell_counts.get(cell, 0) + 1
+            probabilities = malignant.tolist()
+            bucket_list = [bisect_left(self._bounds, p) for p in probabilities]
+            total = sum(probabilities)
+        else:
+            cells = np.where(np.isnan(rows), 0, rows).astype(np.intp) + _FEATURE_OFFSETS
+            counts = np.bincount(cells.ravel(), minlength=len(self._cells))
+            occurred = np.flatnonzero(counts)
+            cell_counts = dict(zip(occurred.tolist(), counts[occurred].tolist(), strict=True))
+            bucket_list = np.searchsorted(self._bounds, malignant, side="left").tolist()
+            total = float(malignant.sum())
+        with self._lock:
+            for cell, count in cell_counts.items():
+                self._cells[cell] += count
+            for bucket in bucket_list:
+                self._buckets[bucket] += 1
+            self._sum += total
+            self._malignant += n_malignant
+            self._benign += len(malignant) - n_malignant
+        if self._flusher is None:
+            self._start_flusher()
+
+    def flush(self) -> None:
+        """Move the totals into the shared metrics."""
+        with self._lock:
+            cells, buckets, total = self._cells, self._buckets, self._sum
+            benign, malignant = self._benign, self._malignant
+            self._reset()
+        if benign:
+            self._class_children[0].inc(benign)
+        if malignant:
+            self._class_children[1].inc(malignant)
+        if any(buckets):
+            histogram = MALIGNANT_PROBABILITY
+            histogram._sum.inc(total)
+            for bucket, count in zip(histogram._buckets, buckets, strict=True):
+                if count:
+                    bucket.inc(count)
+        for cell, count in enumerate(cells):
             if count:
-                children[index].inc(count)
+                self._feature_children[cell].inc(count)
+
+    def _start_flusher(self) -> None:
+        # Started on first use, so in each gunicorn worker after the fork, never in the master.
+        def loop() -> None:
+            while True:
+                time.sleep(FLUSH_SECONDS)
+                self.flush()
+
+        self._flusher = threading.Thread(target=loop, name="metrics-flush", daemon=True)
+        self._flusher.start()
+
+
+TALLY = PredictionTally()
+
+
+def record_predictions(rows: np.ndarray, malignant: np.ndarray, n_malignant: int) -> None:
+    """Count one answered request's diagnoses, probabilities and input values."""
+    TALLY.add(rows, malignant, n_malignant)
 
 
 def _observe_many(histogram: Histogram, values: np.ndarray) -> None:
@@ -116,6 +198,7 @@ def record_model(version: str, onnx_sha256: str) -> None:
 def exposition(accept: str) -> tuple[bytes, str]:
     """The metrics page in the format `accept` asks for (Prometheus text by default), every
     worker's figures combined in multiprocess mode."""
+    TALLY.flush()  # this worker's latest; the others flush within FLUSH_SECONDS
     registry = REGISTRY
     if MULTIPROCESS:
         registry = CollectorRegistry()

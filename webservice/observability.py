@@ -33,6 +33,8 @@ _ENDPOINTS = {
     "/docs": "/docs",
 }
 
+_METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
+
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
@@ -57,6 +59,7 @@ class Observability:
         self.app = app
         self.model_version = model_version
         self.access_log = access_log
+        self._series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -81,10 +84,15 @@ class Observability:
         elapsed = time.perf_counter() - started
         path = environ.get("PATH_INFO", "")
         endpoint = endpoint_label(path)
-        code = str(status)
         method = environ.get("REQUEST_METHOD", "")
-        metrics.REQUESTS.labels(endpoint, method, code).inc()
-        metrics.LATENCY.labels(endpoint, code).observe(elapsed)
+        # Methods are client input: anything unusual is counted as "other", so labels stay few.
+        key = (endpoint, method if method in _METHODS else "other", str(status))
+        series = self._series.get(key)
+        if series is None:
+            series = (metrics.REQUESTS.labels(*key), metrics.LATENCY.labels(endpoint, key[2]))
+            self._series[key] = series
+        series[0].inc()
+        series[1].observe(elapsed)
         if self.access_log:
             record = {
                 "ts": time.time(),

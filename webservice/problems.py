@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 
 import orjson
 from werkzeug.wrappers import Response
 
+from oncology_model.datamodel import InvalidTumorError
+from webservice import metrics
+
 PROBLEM_JSON = "application/problem+json"
+
+log = logging.getLogger(__name__)
 
 
 class Problem(Exception):
@@ -44,3 +50,21 @@ class Problem(Exception):
 
     def response(self) -> Response:
         return Response(self.body(), self.status, self.headers, content_type=PROBLEM_JSON)
+
+
+def as_problem(error: BaseException, method: str, path: str) -> Problem:
+    """The one mapping of exceptions to answers: a Problem as is, a bad tumor as 422 (counted
+    per field), anything unexpected as a bare 500 (logged with its traceback, never sent)."""
+    if isinstance(error, Problem):
+        return error
+    if isinstance(error, InvalidTumorError):
+        metrics.record_rejections(error.errors)
+        count = len(error.errors)
+        return Problem(
+            422,
+            "1 field breaks the contract." if count == 1 else f"{count} fields break the contract.",
+            error.errors,
+            kind="invalid-tumor",
+        )
+    log.error("unhandled error answering %s %s", method, path[:256], exc_info=error)
+    return Problem(500, "The server failed to answer this request.", kind="internal-error")

@@ -60,31 +60,30 @@ class Service:
         """One answer per validated row (NaN = not measured), from one engine call."""
         assert self.classifier is not None, "callers check `ready` first"
         malignant = self.classifier.malignant_probabilities(rows)
-        flags = malignant >= self.threshold
-        metrics.record_predictions(rows, malignant, flags)
-        malignant_flags = flags.tolist()
-        malignant_rounded = np.round(malignant, 6)
-        benign_list = np.round(1.0 - malignant_rounded, 6).tolist()
-        malignant_list = malignant_rounded.tolist()
-        missing = np.isnan(rows)
-        imputed: list[list[str]] = [[]] * len(rows)
-        for index in np.flatnonzero(missing.any(axis=1)).tolist():
-            imputed[index] = [name for name, m in zip(FEATURES, missing[index], strict=True) if m]
-        version, threshold = self.model_version, self.threshold
-        answers = [
+        # Rounded to 6 decimals: float32 inference carries no more, and answers stay readable.
+        probabilities = malignant.round(6).tolist()
+        threshold, version = self.threshold, self.model_version
+        flags = [p >= threshold for p in malignant.tolist()]
+        metrics.record_predictions(rows, malignant, sum(flags))
+        answers: list[dict[str, Any]] = [
             {
                 "prediction": "malignant" if flag else "benign",
-                "probabilities": {"benign": benign, "malignant": mal},
+                "probabilities": {"benign": round(1.0 - p, 6), "malignant": p},
                 "threshold": threshold,
-                "imputed": names,
+                "imputed": [],
                 "model_version": version,
             }
-            for flag, benign, mal, names in zip(
-                malignant_flags, benign_list, malignant_list, imputed, strict=True
-            )
+            for flag, p in zip(flags, probabilities, strict=True)
         ]
+        missing = np.isnan(rows)
+        for index in np.flatnonzero(missing.any(axis=1)).tolist():
+            answers[index]["imputed"] = [
+                name
+                for name, absent in zip(FEATURES, missing[index].tolist(), strict=True)
+                if absent
+            ]
         if explain:
-            contributions = np.round(self.classifier.contributions(rows), 6).tolist()
+            contributions = self.classifier.contributions(rows).round(6).tolist()
             for answer, deltas in zip(answers, contributions, strict=True):
                 answer["contributions"] = dict(zip(FEATURES, deltas, strict=True))
         return answers

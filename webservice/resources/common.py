@@ -10,7 +10,7 @@ from flask_restx import Model, Namespace, fields
 from werkzeug.wrappers import Response
 
 from oncology_model.datamodel import SCORE_RULE
-from webservice.problems import Problem
+from webservice.predicting import ready
 from webservice.service import Service
 
 PROBLEM = Model(
@@ -61,12 +61,11 @@ def service() -> Service:
 
 
 def ready_service() -> Service:
-    """The Service, or a 503 problem when it cannot answer predictions."""
-    current = service()
-    if not current.ready:
-        raise Problem(503, "The model is not ready to answer; retry later.", kind="not-ready")
-    return current
+    """The Service, or a 503 problem when it cannot answer."""
+    return ready(service())
 
 
 def json_response(content: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(content), status, content_type="application/json")
+    """A JSON answer from content or from already serialised bytes."""
+    body = content if isinstance(content, bytes) else orjson.dumps(content)
+    return Response(body, status, content_type="application/json")

@@ -7,17 +7,9 @@ from typing import Any
 from flask import current_app, request
 from flask_restx import Namespace, Resource, fields
 
-from oncology_model.datamodel import (
-    FEATURE_DESCRIPTIONS,
-    FEATURES,
-    SCORE_MAX,
-    SCORE_MIN,
-    InvalidTumorError,
-    validate_rows,
-)
-from webservice.jsonbody import read_json
-from webservice.metrics import record_batch_size
-from webservice.resources.common import document_errors, json_response, ready_service
+from oncology_model.datamodel import FEATURE_DESCRIPTIONS, FEATURES, SCORE_MAX, SCORE_MIN
+from webservice.predicting import answer_batch, answer_single
+from webservice.resources.common import document_errors, json_response, service
 from webservice.service import SELF_CHECK_TUMOR
 
 ns = Namespace("predictions", path="/v1/predictions", description="Diagnose tumors")
@@ -129,15 +121,6 @@ EXPLAIN = {
 }
 
 
-def explain_requested() -> bool:
-    value = request.args.get("explain")
-    if value is None or value in ("false", "0"):
-        return False
-    if value in ("true", "1"):
-        return True
-    raise InvalidTumorError({"explain": f"{value!r} is not a boolean: use true or false"})
-
-
 @ns.route("")
 class Predictions(Resource):
     @ns.doc("predict", params=EXPLAIN)
@@ -146,10 +129,8 @@ class Predictions(Resource):
     @document_errors(ns, 400, 413, 415, 422, 500, 503)
     def post(self) -> Any:
         """Diagnose one tumor from its nine cytology scores."""
-        explain = explain_requested()
-        body = read_json(request)
-        rows = validate_rows([body])
-        return json_response(ready_service().predictions(rows, explain=explain)[0])
+        max_bytes = current_app.config["MAX_BODY_BYTES"]
+        return json_response(answer_single(request.environ, service(), max_bytes=max_bytes))
 
 
 @ns.route("/batch")
@@ -160,29 +141,12 @@ class PredictionBatch(Resource):
     @document_errors(ns, 400, 413, 415, 422, 500, 503)
     def post(self) -> Any:
         """Diagnose up to 10,000 tumors in one call."""
-        explain = explain_requested()
-        tumors = batch_items(read_json(request), current_app.config["MAX_BATCH"])
-        record_batch_size(len(tumors))
-        rows = validate_rows(tumors, "tumors")
-        return json_response({"predictions": ready_service().predictions(rows, explain=explain)})
-
-
-def batch_items(body: object, max_batch: int) -> list[Any]:
-    """The `tumors` list of a batch body, checking the envelope and the batch size."""
-    if not isinstance(body, dict):
-        raise InvalidTumorError({"body": "must be a JSON object with the field tumors"})
-    errors = {
-        str(name): "is not a batch field; expected only tumors" for name in body if name != "tumors"
-    }
-    tumors = body.get("tumors")
-    rule = f"must be an array of 1 to {max_batch} tumors"
-    if "tumors" not in body:
-        errors["tumors"] = f"is required: {rule}"
-    elif not isinstance(tumors, list):
-        errors["tumors"] = rule
-    elif not 1 <= len(tumors) <= max_batch:
-        errors["tumors"] = f"has {len(tumors)} tumors: {rule}"
-    if errors:
-        raise InvalidTumorError(errors)
-    assert isinstance(tumors, list)
-    return tumors
+        config = current_app.config
+        return json_response(
+            answer_batch(
+                request.environ,
+                service(),
+                max_bytes=config["MAX_BODY_BYTES"],
+                max_batch=config["MAX_BATCH"],
+            )
+        )

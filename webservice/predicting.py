@@ -1,0 +1,78 @@
+"""Answering prediction requests from the WSGI environ: the one implementation of the contract.
+
+Both routes to it use these functions: `PredictionLane` (the fast WSGI route that serves the
+requests) and the flask-restx resources (which document the endpoints and answer identically
+when the app runs without the lane).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from oncology_model.datamodel import InvalidTumorError, validate_rows
+from webservice.jsonbody import read_json
+from webservice.metrics import record_batch_size
+from webservice.problems import Problem
+from webservice.service import Service
+
+
+def answer_single(environ: dict[str, Any], service: Service, *, max_bytes: int) -> bytes:
+    """POST /v1/predictions: the JSON answer for one tumor."""
+    explain = explain_requested(environ)
+    rows = validate_rows([read_json(environ, max_bytes)])
+    return orjson.dumps(ready(service).predictions(rows, explain=explain)[0])
+
+
+def answer_batch(
+    environ: dict[str, Any], service: Service, *, max_bytes: int, max_batch: int
+) -> bytes:
+    """POST /v1/predictions/batch: the JSON answer for up to `max_batch` tumors."""
+    explain = explain_requested(environ)
+    tumors = batch_items(read_json(environ, max_bytes), max_batch)
+    record_batch_size(len(tumors))
+    rows = validate_rows(tumors, "tumors")
+    return orjson.dumps({"predictions": ready(service).predictions(rows, explain=explain)})
+
+
+def ready(service: Service) -> Service:
+    """The Service, or a 503 problem when it cannot answer predictions."""
+    if not service.ready:
+        raise Problem(503, "The model is not ready to answer; retry later.", kind="not-ready")
+    return service
+
+
+def explain_requested(environ: dict[str, Any]) -> bool:
+    """The `explain` query parameter: true/1 or false/0 (default false)."""
+    query = environ.get("QUERY_STRING")
+    if not query:
+        return False  # the common case, without parsing
+    values = parse_qs(query, keep_blank_values=True).get("explain")
+    if values is None or values[-1] in ("false", "0"):
+        return False
+    if values[-1] in ("true", "1"):
+        return True
+    raise InvalidTumorError({"explain": f"{values[-1]!r} is not a boolean: use true or false"})
+
+
+def batch_items(body: object, max_batch: int) -> list[Any]:
+    """The `tumors` list of a batch body, checking the envelope and the batch size."""
+    if not isinstance(body, dict):
+        raise InvalidTumorError({"body": "must be a JSON object with the field tumors"})
+    errors = {
+        str(name): "is not a batch field; expected only tumors" for name in body if name != "tumors"
+    }
+    tumors = body.get("tumors")
+    rule = f"must be an array of 1 to {max_batch} tumors"
+    if "tumors" not in body:
+        errors["tumors"] = f"is required: {rule}"
+    elif not isinstance(tumors, list):
+        errors["tumors"] = rule
+    elif not 1 <= len(tumors) <= max_batch:
+        errors["tumors"] = f"has {len(tumors)} tumors: {rule}"
+    if errors:
+        raise InvalidTumorError(errors)
+    assert isinstance(tumors, list)
+    return tumors
