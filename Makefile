@@ -57,6 +57,10 @@ package: train ## Train, test and build the wheel into dist/
 	rm -rf dist
 	$(PY) -m build --wheel --no-isolation --outdir dist .
 
+.PHONY: bench
+bench: $(MODEL) ## Benchmark against the HTTP floor (BENCH_ARGS=--mlserver adds MLServer); build/bench/
+	$(PY) -m bench.run $(BENCH_ARGS)
+
 .PHONY: lint
 lint: $(INSTALLED) ## ruff (lint and format) and mypy
 	$(VENV)/bin/ruff check .

@@ -29,6 +29,7 @@ class LiveServer:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    ready_path: str = "/readyz"
 
     @property
     def url(self) -> str:
@@ -42,17 +43,17 @@ class LiveServer:
             return error.code
 
     def wait_ready(self, timeout: float = 30) -> float:
-        """Seconds until /readyz answered 200; fails if the server exits or time runs out."""
+        """Seconds until the ready path answered 200; fails if the server exits or times out."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited: {self.log.read_text()[-2000:]}")
             try:
-                if self.status("/readyz") == 200:
+                if self.status(self.ready_path) == 200:
                     return time.monotonic() - started
             except OSError:
                 pass
-            time.sleep(0.05)
+            time.sleep(0.01)
         raise TimeoutError(f"not ready in {timeout} s: {self.log.read_text()[-2000:]}")
 
     def stop(self, timeout: float = 30) -> int:
@@ -66,24 +67,33 @@ class LiveServer:
         return int(self.process.returncode)
 
 
+SERVICE_APP = "webservice:create_app()"
+
+
 @contextmanager
 def live_server(
-    log_dir: Path, *, workers: int = 2, env: dict[str, str] | None = None, wait: bool = True
+    log_dir: Path,
+    *,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+    wait: bool = True,
+    app: str = SERVICE_APP,
+    ready_path: str = "/readyz",
 ) -> Iterator[LiveServer]:
-    """gunicorn serving `webservice:create_app()` as `make run` does, on a free port."""
+    """gunicorn serving `app` (default: the service, as `make run` does) on a free port."""
     port = free_port()
     log = log_dir / f"gunicorn-{port}.log"
     environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(workers)}
     environment.update(env or {})
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "webservice:create_app()"],
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app],
             cwd=ROOT,
             env=environment,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-    server = LiveServer(process, port, log)
+    server = LiveServer(process, port, log, ready_path)
     try:
         if wait:
             server.wait_ready()

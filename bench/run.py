@@ -1,0 +1,357 @@
+"""`make bench`: the service against the HTTP floor, measured side by side in one run.
+
+(a) the floor: a bare WSGI app on gunicorn with the same settings and worker count;
+(b) this service: single predictions, explain requests, batches of 100, 1,000 and 10,000;
+(c) in-process: one `Classifier.predict`, one `predict_many` of 10,000 tumors;
+optionally (d) Seldon MLServer serving the same scikit-learn model (`--mlserver`).
+
+Throughput rounds alternate floor and service so that the machine's noise hits both alike; the
+figures are medians over the rounds. Results go to build/bench/ as results.json and chart.png.
+This is a benchmark, not a test: it prints figures and judges nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from oncology_model import Classifier, Tumor
+from tests.live_server import LiveServer, live_server
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "build" / "bench"
+SEED = {
+    "clump_thickness": 4,
+    "uniformity_of_cell_size": 1,
+    "uniformity_of_cell_shape": 2,
+    "marginal_adhesion": 1,
+    "single_epithelial_cell_size": 2,
+    "bare_nuclei": 1,
+    "bland_chromatin": 1,
+    "normal_nucleoli": 1,
+    "mitoses": 1,
+}
+TARGETS = {
+    "throughput_ratio": 0.6,
+    "p50_ms_c1": 0.3,
+    "p99_ms_c16": 10.0,
+    "batch_1000_ms": 5.0,
+    "batch_10000_ms": 40.0,
+    "start_to_ready_s": 1.5,
+    "worker_rss_mb": 150.0,
+}
+
+
+def need_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk:
+        return wrk
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env)
+        return "wrk"
+    raise SystemExit("bench: wrk is needed (Debian: apt-get install wrk)")
+
+
+def wrk_script(path: Path, body: dict[str, Any] | None) -> Path:
+    """A wrk Lua script that POSTs `body` as JSON (or GETs when None)."""
+    script = path.with_suffix(".lua")
+    if body is None:
+        script.write_text("")
+    else:
+        payload = json.dumps(body, separators=(",", ":")).replace("\\", "\\\\").replace("'", "\\'")
+        script.write_text(
+            'wrk.method = "POST"\n'
+            f"wrk.body = '{payload}'\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+    return script
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def run_wrk(url: str, script: Path, *, connections: int, seconds: float) -> dict[str, float]:
+    """req/s, p50/p99 in ms, and the count of non-2xx answers and socket errors."""
+    output = subprocess.run(
+        [
+            "wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{round(seconds)}s",
+            "--latency", "-s", str(script), url,
+        ],
+        capture_output=True, text=True, check=True, timeout=seconds + 30,
+    ).stdout  # fmt: skip
+
+    def latency(percent: str) -> float:
+        match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+        assert match, output
+        return float(match.group(1)) * _UNITS[match.group(2)]
+
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "requests": requests,
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": sum(int(n) for n in errors.groups()) if errors else 0,
+    }
+
+
+def process_tree(pid: int) -> list[int]:
+    children = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return [pid, *(int(child) for child in children)]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / ticks
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def measured(server: LiveServer, run: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """`run` (a wrk call) plus the server's CPU time per request over it."""
+    pids = process_tree(server.process.pid)
+    before = cpu_seconds(pids)
+    result = run()
+    used = cpu_seconds(pids) - before
+    result["cpu_us_per_request"] = used / max(result["requests"], 1) * 1e6
+    return result
+
+
+def server_times(server: LiveServer, path: str, body: bytes, repeat: int) -> list[float]:
+    """Server-side duration (ms, from the service's access log) of `repeat` sequential posts."""
+    ids = []
+    for i in range(repeat):
+        request_id = f"bench-{path.strip('/').replace('/', '-')}-{len(body)}-{i}-{time.time_ns()}"
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        connection.request(
+            "POST", path, body, {"Content-Type": "application/json", "X-Request-ID": request_id}
+        )
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200, response.status
+        connection.close()
+        ids.append(request_id)
+    time.sleep(0.2)
+    durations = {}
+    for line in server.log.read_text().splitlines():
+        if line.startswith("{") and '"request_id"' in line:
+            record = json.loads(line)
+            durations[record["request_id"]] = record.get("duration_ms")
+    return [durations[i] for i in ids]
+
+
+def in_process() -> dict[str, float]:
+    classifier = Classifier()
+    tumor = Tumor(**SEED)
+    for _ in range(200):
+        classifier.predict(tumor)
+    n = 2000
+    started = time.perf_counter()
+    for _ in range(n):
+        classifier.predict(tumor)
+    one = (time.perf_counter() - started) / n * 1e6
+    rng = np.random.default_rng(0)
+    tumors = [Tumor(*row) for row in rng.integers(1, 11, size=(10_000, 9)).tolist()]
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        classifier.predict_many(tumors)
+        timings.append((time.perf_counter() - started) * 1e3)
+    return {"predict_one_us": one, "predict_many_10000_ms": statistics.median(timings)}
+
+
+def mlserver_round(seconds: float, rounds: int) -> dict[str, Any]:
+    from bench.mlserver import mlserver_benchmark
+
+    return mlserver_benchmark(OUT, seconds=seconds, rounds=rounds)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=8, help="length of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved floor/service rounds")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--mlserver", action="store_true", help="also measure Seldon MLServer")
+    args = parser.parse_args()
+    need_wrk()
+    OUT.mkdir(parents=True, exist_ok=True)
+    logs = OUT / "logs"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir()
+    single = wrk_script(OUT / "single", SEED)
+    get = wrk_script(OUT / "get", None)
+    batch_100 = wrk_script(OUT / "batch100", {"tumors": [SEED] * 100})
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpu_model": _cpu_model(),
+        },
+        "workers": args.workers,
+        "seconds_per_run": args.seconds,
+        "rounds": args.rounds,
+    }
+    print(f"bench: {args.rounds} interleaved rounds of {args.seconds:g} s, {args.workers} workers")
+
+    with (
+        live_server(logs, workers=args.workers, app="bench.floor:app", ready_path="/") as floor,
+        live_server(logs, workers=args.workers, wait=False) as service,
+    ):
+        results["start_to_ready_s"] = service.wait_ready()
+        floor_url = f"{floor.url}/"
+        predict_url = f"{service.url}/v1/predictions"
+        rounds: dict[str, list[dict[str, float]]] = {"floor": [], "service": []}
+        for _ in range(args.rounds):
+            rounds["floor"].append(measured(floor, lambda: run_wrk(
+                floor_url, get, connections=16, seconds=args.seconds)))  # fmt: skip
+            rounds["service"].append(measured(service, lambda: run_wrk(
+                predict_url, single, connections=16, seconds=args.seconds)))  # fmt: skip
+        results["rounds_c16"] = rounds
+        results["floor_c16"] = _median(rounds["floor"])
+        results["service_c16"] = _median(rounds["service"])
+        results["throughput_ratio"] = results["service_c16"]["rps"] / results["floor_c16"]["rps"]
+        c1 = min(args.seconds, 5)
+        results["floor_c1"] = run_wrk(floor_url, get, connections=1, seconds=c1)
+        results["service_c1"] = run_wrk(predict_url, single, connections=1, seconds=c1)
+        results["explain_c16"] = measured(service, lambda: run_wrk(
+            predict_url + "?explain=true", single, connections=16, seconds=args.seconds))  # fmt: skip
+        results["batch_100_c16"] = measured(service, lambda: run_wrk(
+            f"{service.url}/v1/predictions/batch", batch_100, connections=16,
+            seconds=args.seconds))  # fmt: skip
+        for size in (100, 1000, 10_000):
+            body = json.dumps({"tumors": [SEED] * size}).encode()
+            times = server_times(service, "/v1/predictions/batch", body, repeat=15)
+            results[f"batch_{size}_server_ms"] = {
+                "p50": statistics.median(times),
+                "max": max(times),
+            }
+        results["worker_rss_mb"] = max(rss_mb(pid) for pid in process_tree(service.process.pid)[1:])
+    results["in_process"] = in_process()
+    if args.mlserver:
+        results["mlserver"] = mlserver_round(args.seconds, args.rounds)
+
+    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    report(results)
+    chart(results, OUT / "chart.png")
+    print(f"bench: wrote {OUT / 'results.json'} and {OUT / 'chart.png'}")
+    return 0
+
+
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def report(r: dict[str, Any]) -> None:
+    floor, service = r["floor_c16"], r["service_c16"]
+    rows = [
+        ("floor (bare WSGI on gunicorn), c16", f"{floor['rps']:,.0f} req/s", f"p50 {floor['p50_ms']:.2f} ms, p99 {floor['p99_ms']:.2f} ms"),
+        ("floor, c1", f"{r['floor_c1']['rps']:,.0f} req/s", f"p50 {r['floor_c1']['p50_ms']:.2f} ms, p99 {r['floor_c1']['p99_ms']:.2f} ms"),
+        ("service: single prediction, c16", f"{service['rps']:,.0f} req/s", f"p50 {service['p50_ms']:.2f} ms, p99 {service['p99_ms']:.2f} ms"),
+        ("service: single prediction, c1", f"{r['service_c1']['rps']:,.0f} req/s", f"p50 {r['service_c1']['p50_ms']:.2f} ms, p99 {r['service_c1']['p99_ms']:.2f} ms"),
+        ("service / floor throughput", f"{r['throughput_ratio']:.2f}x", f"target >= {TARGETS['throughput_ratio']}x"),
+        ("server CPU per request (floor / service)", f"{floor['cpu_us_per_request']:.0f} / {service['cpu_us_per_request']:.0f} us", ""),
+        ("explain, c16", f"{r['explain_c16']['rps']:,.0f} req/s", f"p50 {r['explain_c16']['p50_ms']:.2f} ms"),
+        ("batch of 100, c16", f"{r['batch_100_c16']['rps']:,.0f} req/s", f"{r['batch_100_c16']['rps'] * 100:,.0f} tumors/s"),
+        ("batch of 100, server time", f"{r['batch_100_server_ms']['p50']:.2f} ms", ""),
+        ("batch of 1,000, server time", f"{r['batch_1000_server_ms']['p50']:.2f} ms", f"target <= {TARGETS['batch_1000_ms']} ms"),
+        ("batch of 10,000, server time", f"{r['batch_10000_server_ms']['p50']:.2f} ms", f"target <= {TARGETS['batch_10000_ms']} ms"),
+        ("start to ready", f"{r['start_to_ready_s']:.2f} s", f"target <= {TARGETS['start_to_ready_s']} s"),
+        ("worker RSS", f"{r['worker_rss_mb']:.0f} MB", f"target <= {TARGETS['worker_rss_mb']:.0f} MB"),
+        ("in-process Classifier.predict", f"{r['in_process']['predict_one_us']:.0f} us", ""),
+        ("in-process predict_many(10,000)", f"{r['in_process']['predict_many_10000_ms']:.1f} ms", ""),
+    ]  # fmt: skip
+    if "mlserver" in r:
+        m = r["mlserver"]
+        rows.append(("MLServer (V2, same model), c16", f"{m['c16']['rps']:,.0f} req/s", f"p50 {m['c16']['p50_ms']:.2f} ms, p99 {m['c16']['p99_ms']:.2f} ms"))  # fmt: skip
+        rows.append(("MLServer, c1", f"{m['c1']['rps']:,.0f} req/s", f"p50 {m['c1']['p50_ms']:.2f} ms"))  # fmt: skip
+    width = max(len(row[0]) for row in rows)
+    print()
+    for name, value, note in rows:
+        print(f"  {name:<{width}}  {value:>18}  {note}")
+    print()
+
+
+def chart(r: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["floor", "service", "explain", "batch of 100\n(requests)"]
+    values = [
+        r["floor_c16"]["rps"],
+        r["service_c16"]["rps"],
+        r["explain_c16"]["rps"],
+        r["batch_100_c16"]["rps"],
+    ]
+    if "mlserver" in r:
+        names.append("MLServer")
+        values.append(r["mlserver"]["c16"]["rps"])
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.bar(
+        names, values, color=["grey", "tab:blue", "tab:cyan", "tab:green", "tab:red"][: len(names)]
+    )
+    left.set(
+        ylabel="requests/s (16 connections)",
+        title=f"Throughput ({r['throughput_ratio']:.2f}x the floor)",
+    )
+    sizes = [100, 1000, 10_000]
+    right.plot(sizes, [r[f"batch_{s}_server_ms"]["p50"] for s in sizes], marker="o")
+    right.set(
+        xscale="log",
+        yscale="log",
+        xlabel="tumors per batch",
+        ylabel="server time (ms)",
+        title="Batch latency",
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
