@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oncology_model.datamodel import (
     FEATURES,
@@ -158,3 +160,37 @@ def test_prediction_from_classifier() -> None:
         with pytest.raises(ValueError, match="unknown classifier label"):
             Prediction.from_classifier(bad)  # type: ignore[arg-type]
     assert Prediction.BENIGN.value == "benign" and Prediction.MALIGNANT.value == "malignant"
+
+
+_SCORE_VALUES = st.one_of(
+    st.integers(min_value=-3, max_value=14),
+    st.none(),
+    st.booleans(),
+    st.sampled_from([1.0, 10.0, 2.5, float("nan"), float("inf"), 10**400, "5", [1], {}]),
+)
+_TUMORS = st.one_of(
+    st.fixed_dictionaries({name: _SCORE_VALUES for name in FEATURES}),
+    st.fixed_dictionaries({name: st.integers(1, 10) | st.none() for name in FEATURES}),
+    st.dictionaries(st.sampled_from([*FEATURES, "mitosis", "x"]), _SCORE_VALUES, max_size=10),
+    st.sampled_from(["tumor", 5, None, [1, 2]]),
+)
+
+
+@given(st.lists(_TUMORS, min_size=1, max_size=12))
+@settings(max_examples=400, deadline=None)
+def test_validate_rows_equals_the_datamodel_item_by_item(items: list[object]) -> None:
+    """The batch path (with its all-at-once fast pass) agrees with Tumor.from_dict on every item."""
+    expected_rows, expected_errors = [], {}
+    for i, item in enumerate(items):
+        try:
+            expected_rows.append(Tumor.from_dict(item).to_row())  # type: ignore[arg-type]
+        except InvalidTumorError as error:
+            prefix = f"tumors[{i}]."
+            for key, rule in error.errors.items():
+                expected_errors[prefix + key if key != "body" else f"tumors[{i}]"] = rule
+    if expected_errors:
+        with pytest.raises(InvalidTumorError) as caught:
+            validate_rows(items, "tumors")
+        assert caught.value.errors == expected_errors
+    else:
+        np.testing.assert_array_equal(validate_rows(items, "tumors"), np.array(expected_rows))

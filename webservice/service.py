@@ -60,20 +60,22 @@ class Service:
         """One answer per validated row (NaN = not measured), from one engine call."""
         assert self.classifier is not None, "callers check `ready` first"
         malignant = self.classifier.malignant_probabilities(rows)
+        flags = malignant >= self.threshold
+        metrics.record_predictions(rows, malignant, int(np.count_nonzero(flags)))
         # Rounded to 6 decimals: float32 inference carries no more, and answers stay readable.
-        probabilities = malignant.round(6).tolist()
+        rounded = malignant.round(6)
         threshold, version = self.threshold, self.model_version
-        flags = [p >= threshold for p in malignant.tolist()]
-        metrics.record_predictions(rows, malignant, sum(flags))
         answers: list[dict[str, Any]] = [
             {
                 "prediction": "malignant" if flag else "benign",
-                "probabilities": {"benign": round(1.0 - p, 6), "malignant": p},
+                "probabilities": {"benign": benign, "malignant": p},
                 "threshold": threshold,
                 "imputed": [],
                 "model_version": version,
             }
-            for flag, p in zip(flags, probabilities, strict=True)
+            for flag, benign, p in zip(
+                flags.tolist(), (1.0 - rounded).round(6).tolist(), rounded.tolist(), strict=True
+            )
         ]
         missing = np.isnan(rows)
         for index in np.flatnonzero(missing.any(axis=1)).tolist():
