@@ -20,6 +20,7 @@ base_image ?= python:3.11-slim-bookworm
 # Linters and validators for the image and manifests, kept out of the app's environment.
 TOOLS := .tools/.installed
 TOOLS_BIN := .tools/bin
+TRIVY_SKIP := --skip-dirs .venv --skip-dirs .tools --skip-dirs build --skip-dirs dist --skip-dirs .git
 
 .DEFAULT_GOAL := help
 
@@ -60,6 +61,18 @@ package: train ## Train, test and build the wheel into dist/
 .PHONY: bench
 bench: $(MODEL) ## Benchmark against the HTTP floor (BENCH_ARGS=--mlserver adds MLServer); build/bench/
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+.PHONY: reliability
+reliability: $(MODEL) ## Soak, worker crash, reload/shutdown, bad input and bad artifacts, on loopback
+	$(PY) -m reliability.run
+
+.PHONY: security
+security: $(TOOLS) ## bandit (medium+), trivy config (HIGH/CRITICAL) and trivy's secret scan
+	$(TOOLS_BIN)/bandit -q -r oncology_model webservice ops bench reliability gunicorn.conf.py -ll
+	$(TOOLS_BIN)/trivy config --skip-check-update --severity HIGH,CRITICAL --exit-code 1 \
+		$(TRIVY_SKIP) .
+	$(TOOLS_BIN)/trivy fs --skip-db-update --skip-check-update --scanners secret --exit-code 1 \
+		$(TRIVY_SKIP) .
 
 .PHONY: lint
 lint: $(INSTALLED) ## ruff (lint and format) and mypy

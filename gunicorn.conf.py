@@ -20,7 +20,8 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
 # The heartbeat files in memory: no disk writes, and works with a read-only root filesystem
 # (Kubernetes mounts an in-memory emptyDir and sets WORKER_TMP_DIR=/tmp).
-worker_tmp_dir = os.environ.get("WORKER_TMP_DIR", "/dev/shm")
+# /dev/shm is a per-container tmpfs, the place gunicorn's own docs recommend for this.
+worker_tmp_dir = os.environ.get("WORKER_TMP_DIR", "/dev/shm")  # nosec B108
 # The app writes the access log itself, as JSON lines with request ids (webservice.observability).
 accesslog = None
 errorlog = "-"

@@ -8,12 +8,12 @@ newer uvloop.
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 import venv
 from importlib import metadata
 from pathlib import Path
@@ -45,8 +45,8 @@ def _environment(root: Path) -> Path:
     return env_dir
 
 
-def mlserver_benchmark(root: Path, *, seconds: float, rounds: int) -> dict[str, Any]:
-    from bench.run import run_wrk  # the same wrk runner as for the service
+def mlserver_benchmark(root: Path, *, seconds: int, rounds: int) -> dict[str, Any]:
+    from tests.load import run_wrk  # the same wrk runner as for the service
 
     env_dir = _environment(root)
     models = root / "mlserver-models"
@@ -91,7 +91,7 @@ def mlserver_benchmark(root: Path, *, seconds: float, rounds: int) -> dict[str, 
     )
     url = f"http://127.0.0.1:{port}/v2/models/oncology/infer"
     try:
-        _wait(f"http://127.0.0.1:{port}/v2/models/oncology/ready", process)
+        _wait(port, "/v2/models/oncology/ready", process)
         c16 = [run_wrk(url, script, connections=16, seconds=seconds) for _ in range(rounds)]
         c1 = run_wrk(url, script, connections=1, seconds=min(seconds, 5))
     finally:
@@ -105,15 +105,16 @@ def mlserver_benchmark(root: Path, *, seconds: float, rounds: int) -> dict[str, 
     return {"c16": middle, "c1": c1, "version": MLSERVER}
 
 
-def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def _wait(port: int, path: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError("mlserver exited; see build/bench/logs/mlserver.log")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", path)
+            if connection.getresponse().status == 200:
+                return
         except OSError:
             pass
         time.sleep(0.5)

@@ -17,10 +17,8 @@ import http.client
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ import numpy as np
 
 from oncology_model import Classifier, Tumor
 from tests.live_server import LiveServer, live_server
+from tests.load import cpu_seconds, need_wrk, process_tree, rss_mb, run_wrk, wrk_script
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "bench"
@@ -53,90 +52,6 @@ TARGETS = {
     "start_to_ready_s": 1.5,
     "worker_rss_mb": 150.0,
 }
-
-
-def need_wrk() -> str:
-    wrk = shutil.which("wrk")
-    if wrk:
-        return wrk
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env)
-        return "wrk"
-    raise SystemExit("bench: wrk is needed (Debian: apt-get install wrk)")
-
-
-def wrk_script(path: Path, body: dict[str, Any] | None) -> Path:
-    """A wrk Lua script that POSTs `body` as JSON (or GETs when None)."""
-    script = path.with_suffix(".lua")
-    if body is None:
-        script.write_text("")
-    else:
-        payload = json.dumps(body, separators=(",", ":")).replace("\\", "\\\\").replace("'", "\\'")
-        script.write_text(
-            'wrk.method = "POST"\n'
-            f"wrk.body = '{payload}'\n"
-            'wrk.headers["Content-Type"] = "application/json"\n'
-        )
-    return script
-
-
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def run_wrk(url: str, script: Path, *, connections: int, seconds: float) -> dict[str, float]:
-    """req/s, p50/p99 in ms, and the count of non-2xx answers and socket errors."""
-    output = subprocess.run(
-        [
-            "wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{round(seconds)}s",
-            "--latency", "-s", str(script), url,
-        ],
-        capture_output=True, text=True, check=True, timeout=seconds + 30,
-    ).stdout  # fmt: skip
-
-    def latency(percent: str) -> float:
-        match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
-        assert match, output
-        return float(match.group(1)) * _UNITS[match.group(2)]
-
-    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
-        "p50_ms": latency("50"),
-        "p99_ms": latency("99"),
-        "requests": requests,
-        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
-        "socket_errors": sum(int(n) for n in errors.groups()) if errors else 0,
-    }
-
-
-def process_tree(pid: int) -> list[int]:
-    children = subprocess.run(
-        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
-    ).stdout.split()
-    return [pid, *(int(child) for child in children)]
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / ticks
-
-
-def rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
 def load(server: LiveServer, url: str, script: Path, seconds: int) -> dict[str, float]:
@@ -192,7 +107,7 @@ def in_process() -> dict[str, float]:
     return {"predict_one_us": one, "predict_many_10000_ms": statistics.median(timings)}
 
 
-def mlserver_round(seconds: float, rounds: int) -> dict[str, Any]:
+def mlserver_round(seconds: int, rounds: int) -> dict[str, Any]:
     from bench.mlserver import mlserver_benchmark
 
     return mlserver_benchmark(OUT, seconds=seconds, rounds=rounds)

@@ -164,3 +164,27 @@ def test_vectorised_histogram_equals_observe_one_by_one() -> None:
         return [line for line in text.splitlines() if "_bucket" in line or "_count" in line]
 
     assert buckets(one) == buckets(many)
+
+
+def test_sigterm_turns_readiness_off_at_once_but_answers_in_flight_work(app: Flask) -> None:
+    """gunicorn.conf.py's post_worker_init: SIGTERM marks the service as shutting down."""
+    import runpy
+    import signal
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    config = runpy.run_path(str(Path(__file__).resolve().parents[1] / "gunicorn.conf.py"))
+    calls: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
+    service = app.extensions["oncology"]
+    try:
+        config["post_worker_init"](SimpleNamespace(wsgi=app))
+        client = app.test_client()
+        assert client.get("/readyz").status_code == 200
+        signal.raise_signal(signal.SIGTERM)
+        assert calls == [signal.SIGTERM]  # gunicorn's own handler still runs
+        assert client.get("/readyz").status_code == 503
+        assert client.post("/v1/predictions", json=SEED_JSON).status_code == 200
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        service.shutting_down = False

@@ -38,8 +38,8 @@ def answer_batch(
 
 
 def ready(service: Service) -> Service:
-    """The Service, or a 503 problem when it cannot answer predictions."""
-    if not service.ready:
+    """The Service, or a 503 problem when it has no verified model to answer with."""
+    if not service.loaded:
         raise Problem(503, "The model is not ready to answer; retry later.", kind="not-ready")
     return service
 

@@ -8,15 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from oncology_model import ArtifactError, Classifier, Prediction, Tumor
+from oncology_model import ArtifactError, Classifier
 from oncology_model.datamodel import FEATURES
 from oncology_model.integrity import ONNX_FILE
+from oncology_model.verify import verified_classifier
 from webservice import metrics
 
 log = logging.getLogger(__name__)
 
-# The known-answer self-check: the seed tumor of the project is benign.
-SELF_CHECK_TUMOR = Tumor(4, 1, 2, 1, 2, 1, 1, 1, 1)
 
 INTENDED_USE = (
     "A research and teaching example of serving a tabular classifier. It is not a medical "
@@ -39,9 +38,9 @@ class Service:
         self.shutting_down = False
         self.model_version = "none"
         try:
-            classifier = Classifier(artifacts_dir=Path(artifacts_dir) if artifacts_dir else None)
-            if classifier.predict(SELF_CHECK_TUMOR) is not Prediction.BENIGN:
-                raise ArtifactError("self-check failed: the known benign seed tumor is not benign")
+            classifier = verified_classifier(
+                artifacts_dir=Path(artifacts_dir) if artifacts_dir else None
+            )
         except ArtifactError as exc:
             self.error = str(exc)
             log.error("model not loaded, the service stays unready: %s", exc)
@@ -53,8 +52,16 @@ class Service:
         metrics.record_model(self.model_version, self.card["artifacts"][ONNX_FILE])
 
     @property
+    def loaded(self) -> bool:
+        """The model is loaded, verified and self-checked: predictions can be answered."""
+        return self.classifier is not None
+
+    @property
     def ready(self) -> bool:
-        return self.classifier is not None and not self.shutting_down
+        """Loaded and not shutting down: the load balancer may send new requests.
+
+        Shutting down never refuses a request that reached this worker: those are answered."""
+        return self.loaded and not self.shutting_down
 
     def predictions(self, rows: np.ndarray, *, explain: bool = False) -> list[dict[str, Any]]:
         """One answer per validated row (NaN = not measured), from one engine call."""

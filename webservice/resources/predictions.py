@@ -8,13 +8,13 @@ from flask import current_app, request
 from flask_restx import Namespace, Resource, fields
 
 from oncology_model.datamodel import FEATURE_DESCRIPTIONS, FEATURES, SCORE_MAX, SCORE_MIN
+from oncology_model.verify import SEED_TUMOR
 from webservice.predicting import answer_batch, answer_single
 from webservice.resources.common import document_errors, json_response, service
-from webservice.service import SELF_CHECK_TUMOR
 
 ns = Namespace("predictions", path="/v1/predictions", description="Diagnose tumors")
 
-EXAMPLE = SELF_CHECK_TUMOR.to_dict()
+EXAMPLE = SEED_TUMOR.to_dict()
 
 
 class NullableScore(fields.Integer):

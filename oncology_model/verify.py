@@ -1,0 +1,42 @@
+"""`oncology-verify`: check a model's artifacts before serving them (exit 1 if they fail).
+
+Verifies every hash the Classifier checks, loads the ONNX model, and runs the known-answer
+self-check (the project's seed tumor is benign). Serving runs the same checks at start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from oncology_model.classifier import Classifier
+from oncology_model.datamodel import Prediction, Tumor
+from oncology_model.integrity import ArtifactError
+
+SEED_TUMOR = Tumor(4, 1, 2, 1, 2, 1, 1, 1, 1)
+
+
+def verified_classifier(*, artifacts_dir: Path | None = None) -> Classifier:
+    """A Classifier whose artifacts verified and which passes the known-answer self-check."""
+    classifier = Classifier(artifacts_dir=artifacts_dir)
+    if classifier.predict(SEED_TUMOR) is not Prediction.BENIGN:
+        raise ArtifactError("self-check failed: the known benign seed tumor is not benign")
+    return classifier
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="oncology-verify", description=__doc__.split("\n")[0])
+    parser.add_argument("--artifacts", type=Path, help="artifact folder (default: the bundled)")
+    args = parser.parse_args(argv)
+    try:
+        classifier = verified_classifier(artifacts_dir=args.artifacts)
+    except ArtifactError as exc:
+        print(f"oncology-verify: {exc}", file=sys.stderr)
+        return 1
+    print(f"oncology-verify: model {classifier.model_version} verified and self-checked")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
