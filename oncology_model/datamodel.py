@@ -168,6 +168,8 @@ def _plain_rows(candidates: Sequence[object]) -> np.ndarray | None:
     """The rows if every item is plainly valid (see `validate_rows`), else None."""
     if not candidates:
         return np.empty((0, len(FEATURES)))
+    if len(candidates) <= _FEW:
+        return _few_plain_rows(candidates)
     if set(map(type, candidates)) != {dict}:
         return None
     items = cast(Sequence[dict[str, Any]], candidates)
@@ -187,6 +189,28 @@ def _plain_rows(candidates: Sequence[object]) -> np.ndarray | None:
     with np.errstate(invalid="ignore"):
         plain = ((rows >= SCORE_MIN) & (rows <= SCORE_MAX)) | np.isnan(rows)
     return rows if plain.all() else None
+
+
+_FEW = 8  # up to this many items, a plain loop beats numpy's fixed cost per call
+
+
+def _few_plain_rows(candidates: Sequence[object]) -> np.ndarray | None:
+    """`_plain_rows` for a few items, one score at a time: the same rules."""
+    flat: list[Score] = []
+    for item in candidates:
+        if type(item) is not dict or len(item) != len(FEATURES):
+            return None
+        try:
+            scores = _scores_of(item)
+        except KeyError:
+            return None
+        for score in scores:
+            if score is not None and (
+                type(score) is not int or not SCORE_MIN <= score <= SCORE_MAX
+            ):
+                return None
+        flat.extend(scores)
+    return np.array(flat, dtype=np.float64).reshape(len(candidates), len(FEATURES))
 
 
 def _as_float(score: Score | float) -> float:

@@ -176,8 +176,14 @@ _TUMORS = st.one_of(
 )
 
 
-@given(st.lists(_TUMORS, min_size=1, max_size=12))
-@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.lists(_TUMORS, min_size=1, max_size=8),  # the few-items pass
+        st.lists(_TUMORS, min_size=9, max_size=30),  # the whole-list pass
+        st.lists(st.fixed_dictionaries({n: st.integers(1, 10) for n in FEATURES}), min_size=9),
+    )
+)
+@settings(max_examples=600, deadline=None)
 def test_validate_rows_equals_the_datamodel_item_by_item(items: list[object]) -> None:
     """The batch path (with its all-at-once fast pass) agrees with Tumor.from_dict on every item."""
     expected_rows, expected_errors = [], {}

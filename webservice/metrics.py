@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from bisect import bisect_left
 
 import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
@@ -63,25 +62,25 @@ _VALUE_LABELS = ["null", *(str(v) for v in range(SCORE_MIN, SCORE_MAX + 1))]
 _KNOWN_FIELDS = frozenset((*FEATURES, "body", "tumors", "explain", "Content-Type"))
 # Cell (feature j, value v) is j * 11 + v, with v = 0 for null.
 _FEATURE_OFFSETS = np.arange(len(FEATURES)) * len(_VALUE_LABELS)
-_OFFSETS = _FEATURE_OFFSETS.tolist()
 FLUSH_SECONDS = 1.0
 
 
 class PredictionTally:
-    """This worker's running totals of diagnoses, probabilities and input values.
+    """This worker's diagnoses, probabilities and input values, on their way to the metrics.
 
     Updating a dozen shared (memory-mapped, locked) counters on every request would cost more
-    than the prediction itself; adding into local lists costs a microsecond or two. The totals
-    reach the shared metrics every FLUSH_SECONDS (a daemon thread), whenever this worker
-    serves /metrics, and when it exits (gunicorn's worker_exit hook).
+    than the prediction itself. Instead a request only appends its arrays here; the counting
+    happens vectorised, off the request path, when the pending rows are flushed into the shared
+    metrics: every FLUSH_SECONDS (a daemon thread), whenever this worker serves /metrics, when it
+    exits (gunicorn's worker_exit hook), and at once past MAX_PENDING_ROWS.
     """
 
-    SMALL = 8  # up to this many rows, plain Python beats numpy's per-call overhead
+    MAX_PENDING_ROWS = 100_000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._bounds = list(MALIGNANT_PROBABILITY._upper_bounds)
-        self._reset()
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending_rows = 0
         self._flusher: threading.Thread | None = None
         # Resolved once: `.labels()` costs a dict look-up and a lock on every call.
         self._feature_children = [
@@ -89,61 +88,35 @@ class PredictionTally:
         ]
         self._class_children = (PREDICTIONS.labels("benign"), PREDICTIONS.labels("malignant"))
 
-    def _reset(self) -> None:
-        self._cells = [0] * (len(FEATURES) * len(_VALUE_LABELS))
-        self._buckets = [0] * len(self._bounds)
-        self._sum = 0.0
-        self._malignant = 0
-        self._benign = 0
-
-    def add(self, rows: np.ndarray, malignant: np.ndarray, n_malignant: int) -> None:
-        """Count one answered request: its rows (NaN = null) and malignant probabilities."""
-        if len(rows) <= self.SMALL:
-            cell_counts: dict[int, int] = {}
-            for row in rows.tolist():
-                for offset, value in zip(_OFFSETS, row, strict=True):
-                    cell = offset + (0 if value != value else int(value))  # NaN != NaN
-                    cell_counts[cell] = cell_counts.get(cell, 0) + 1
-            probabilities = malignant.tolist()
-            bucket_list = [bisect_left(self._bounds, p) for p in probabilities]
-            total = sum(probabilities)
-        else:
-            cells = np.where(np.isnan(rows), 0, rows).astype(np.intp) + _FEATURE_OFFSETS
-            counts = np.bincount(cells.ravel(), minlength=len(self._cells))
-            occurred = np.flatnonzero(counts)
-            cell_counts = dict(zip(occurred.tolist(), counts[occurred].tolist(), strict=True))
-            bucket_list = np.searchsorted(self._bounds, malignant, side="left").tolist()
-            total = float(malignant.sum())
+    def add(self, rows: np.ndarray, malignant: np.ndarray, flags: np.ndarray) -> None:
+        """Queue one answered request: rows (NaN = null), malignant probabilities, diagnoses."""
         with self._lock:
-            for cell, count in cell_counts.items():
-                self._cells[cell] += count
-            for bucket in bucket_list:
-                self._buckets[bucket] += 1
-            self._sum += total
-            self._malignant += n_malignant
-            self._benign += len(malignant) - n_malignant
+            self._pending.append((rows, malignant, flags))
+            self._pending_rows += len(rows)
+            overflowing = self._pending_rows > self.MAX_PENDING_ROWS
+        if overflowing:
+            self.flush()
         if self._flusher is None:
             self._start_flusher()
 
     def flush(self) -> None:
-        """Move the totals into the shared metrics."""
+        """Count everything pending into the shared metrics."""
         with self._lock:
-            cells, buckets, total = self._cells, self._buckets, self._sum
-            benign, malignant = self._benign, self._malignant
-            self._reset()
-        if benign:
-            self._class_children[0].inc(benign)
-        if malignant:
-            self._class_children[1].inc(malignant)
-        if any(buckets):
-            histogram = MALIGNANT_PROBABILITY
-            histogram._sum.inc(total)
-            for bucket, count in zip(histogram._buckets, buckets, strict=True):
-                if count:
-                    bucket.inc(count)
-        for cell, count in enumerate(cells):
-            if count:
-                self._feature_children[cell].inc(count)
+            pending, self._pending, self._pending_rows = self._pending, [], 0
+        if not pending:
+            return
+        rows = np.concatenate([rows for rows, _, _ in pending])
+        malignant = np.concatenate([probabilities for _, probabilities, _ in pending])
+        n_malignant = sum(int(np.count_nonzero(flags)) for _, _, flags in pending)
+        if n_malignant:
+            self._class_children[1].inc(n_malignant)
+        if n_malignant < len(malignant):
+            self._class_children[0].inc(len(malignant) - n_malignant)
+        _observe_many(MALIGNANT_PROBABILITY, malignant)
+        cells = np.where(np.isnan(rows), 0, rows).astype(np.intp) + _FEATURE_OFFSETS
+        counts = np.bincount(cells.ravel(), minlength=len(self._feature_children))
+        for cell in np.flatnonzero(counts).tolist():
+            self._feature_children[cell].inc(int(counts[cell]))
 
     def _start_flusher(self) -> None:
         # Started on first use, so in each gunicorn worker after the fork, never in the master.
@@ -159,9 +132,9 @@ class PredictionTally:
 TALLY = PredictionTally()
 
 
-def record_predictions(rows: np.ndarray, malignant: np.ndarray, n_malignant: int) -> None:
-    """Count one answered request's diagnoses, probabilities and input values."""
-    TALLY.add(rows, malignant, n_malignant)
+def record_predictions(rows: np.ndarray, malignant: np.ndarray, flags: np.ndarray) -> None:
+    """Count one answered request's input values, malignant probabilities and diagnoses."""
+    TALLY.add(rows, malignant, flags)
 
 
 def _observe_many(histogram: Histogram, values: np.ndarray) -> None:

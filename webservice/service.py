@@ -68,7 +68,7 @@ class Service:
         assert self.classifier is not None, "callers check `ready` first"
         malignant = self.classifier.malignant_probabilities(rows)
         flags = malignant >= self.threshold
-        metrics.record_predictions(rows, malignant, int(np.count_nonzero(flags)))
+        metrics.record_predictions(rows, malignant, flags)
         # Rounded to 6 decimals: float32 inference carries no more, and answers stay readable.
         rounded = malignant.round(6)
         threshold, version = self.threshold, self.model_version
