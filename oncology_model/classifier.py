@@ -38,6 +38,10 @@ class Classifier:
         # worker would only fight the other workers for the same cores on tiny inputs.
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        # Idle pool threads spin for more work by default, burning CPU the other workers need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self._session = onnxruntime.InferenceSession(
                 model, sess_options=options, providers=["CPUExecutionProvider"]
