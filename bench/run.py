@@ -27,22 +27,13 @@ from typing import Any
 import numpy as np
 
 from oncology_model import Classifier, Tumor
+from oncology_model.verify import SEED_TUMOR
 from tests.live_server import LiveServer, live_server
 from tests.load import cpu_seconds, need_wrk, process_tree, rss_mb, run_wrk, wrk_script
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "bench"
-SEED = {
-    "clump_thickness": 4,
-    "uniformity_of_cell_size": 1,
-    "uniformity_of_cell_shape": 2,
-    "marginal_adhesion": 1,
-    "single_epithelial_cell_size": 2,
-    "bare_nuclei": 1,
-    "bland_chromatin": 1,
-    "normal_nucleoli": 1,
-    "mitoses": 1,
-}
+SEED = SEED_TUMOR.to_dict()
 TARGETS = {
     "throughput_ratio": 0.6,
     "p50_ms_c1": 0.3,

@@ -30,17 +30,6 @@ RUN_DIR = Path("/run/oncology-image-test")
 MAX_IMAGE_MB = 300
 MAX_READY_SECONDS = 3.0
 UID = "10001"
-SEED = {
-    "clump_thickness": 4,
-    "uniformity_of_cell_size": 1,
-    "uniformity_of_cell_shape": 2,
-    "marginal_adhesion": 1,
-    "single_epithelial_cell_size": 2,
-    "bare_nuclei": 1,
-    "bland_chromatin": 1,
-    "normal_nucleoli": 1,
-    "mitoses": 1,
-}
 
 
 def say(message: str) -> None:
@@ -189,10 +178,14 @@ def check_image(image: str, port: int) -> dict[str, object]:
         figures["start_to_ready_s"] = round(ready, 2)
         assert ready <= MAX_READY_SECONDS, f"ready after {ready:.2f} s, over {MAX_READY_SECONDS} s"
 
-        status, body = get_or_post(port, "/v1/predictions", SEED)
+        # The tumor Swagger UI pre-fills: the example the OpenAPI document gives for each field.
+        document = json.loads(get_or_post(port, "/swagger.json")[1])
+        fields = document["definitions"]["Tumor"]["properties"]
+        seed = {name: field["example"] for name, field in fields.items()}
+        status, body = get_or_post(port, "/v1/predictions", seed)
         answer = json.loads(body)
         assert status == 200 and answer["prediction"] == "benign", (status, body)
-        status, body = get_or_post(port, "/v1/predictions", {**SEED, "mitoses": 11})
+        status, body = get_or_post(port, "/v1/predictions", {**seed, "mitoses": 11})
         assert status == 422 and b"mitoses" in body, (status, body)
 
         whoami = docker("exec", container, "python", "-c", "import os; print(os.getuid())")

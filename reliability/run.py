@@ -33,22 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from oncology_model.integrity import ONNX_FILE, bundled_artifacts_dir
+from oncology_model.verify import SEED_TUMOR
 from tests.live_server import LiveServer, live_server
 from tests.load import Recorder, need_wrk, process_tree, rss_mb, run_wrk, wrk_script
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "reliability"
-SEED = {
-    "clump_thickness": 4,
-    "uniformity_of_cell_size": 1,
-    "uniformity_of_cell_shape": 2,
-    "marginal_adhesion": 1,
-    "single_epithelial_cell_size": 2,
-    "bare_nuclei": 1,
-    "bland_chromatin": 1,
-    "normal_nucleoli": 1,
-    "mitoses": 1,
-}
+SEED = SEED_TUMOR.to_dict()
 SINGLE = ("/v1/predictions", json.dumps(SEED).encode())
 BATCH = ("/v1/predictions/batch", json.dumps({"tumors": [SEED] * 1000}).encode())
 SOAK_SECONDS = 60

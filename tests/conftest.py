@@ -12,9 +12,8 @@ from flask.testing import FlaskClient
 
 from oncology_model import Classifier
 from oncology_model.integrity import bundled_artifacts_dir
+from oncology_model.verify import SEED_TUMOR
 from webservice import create_app
-
-SEED_TUMOR = (4, 1, 2, 1, 2, 1, 1, 1, 1)
 
 
 @pytest.fixture(scope="session")
@@ -30,17 +29,7 @@ def artifacts_copy(tmp_path: Path) -> Path:
     return directory
 
 
-SEED_JSON = {
-    "clump_thickness": 4,
-    "uniformity_of_cell_size": 1,
-    "uniformity_of_cell_shape": 2,
-    "marginal_adhesion": 1,
-    "single_epithelial_cell_size": 2,
-    "bare_nuclei": 1,
-    "bland_chromatin": 1,
-    "normal_nucleoli": 1,
-    "mitoses": 1,
-}
+SEED_JSON = SEED_TUMOR.to_dict()
 MALIGNANT_JSON = dict.fromkeys(SEED_JSON, 10)
 
 

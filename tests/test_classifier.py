@@ -14,12 +14,11 @@ from oncology_model import ArtifactError, Classifier, Prediction, Tumor
 from oncology_model.dataset import load_dataset
 from oncology_model.integrity import JOBLIB_FILE, METADATA_FILE, ONNX_FILE
 from oncology_model.reference import load_reference_pipeline
-
-from .conftest import SEED_TUMOR
+from oncology_model.verify import SEED_TUMOR
 
 
 def test_seed_tumor_is_benign(classifier: Classifier) -> None:
-    assert classifier.predict(Tumor(*SEED_TUMOR)) == Prediction.BENIGN
+    assert classifier.predict(SEED_TUMOR) == Prediction.BENIGN
 
 
 def test_predict_applies_the_chosen_threshold(classifier: Classifier) -> None:
@@ -34,7 +33,7 @@ def test_predict_applies_the_chosen_threshold(classifier: Classifier) -> None:
 
 
 def test_predict_proba_sums_to_one(classifier: Classifier) -> None:
-    probabilities = classifier.predict_proba(Tumor(*SEED_TUMOR))
+    probabilities = classifier.predict_proba(SEED_TUMOR)
     assert set(probabilities) == {Prediction.BENIGN, Prediction.MALIGNANT}
     assert probabilities[Prediction.BENIGN] + probabilities[Prediction.MALIGNANT] == pytest.approx(
         1
@@ -43,7 +42,7 @@ def test_predict_proba_sums_to_one(classifier: Classifier) -> None:
 
 
 def test_predict_many_equals_predict_one_by_one(classifier: Classifier) -> None:
-    tumors = [Tumor(*SEED_TUMOR), Tumor(*[10] * 9), Tumor(5, 4, 4, 5, 7, None, 3, 2, 1)]
+    tumors = [SEED_TUMOR, Tumor(*[10] * 9), Tumor(5, 4, 4, 5, 7, None, 3, 2, 1)]
     assert classifier.predict_many(tumors) == [classifier.predict(t) for t in tumors]
     assert classifier.predict_many([]) == []
 
@@ -117,20 +116,21 @@ def test_tampered_reference_is_never_unpickled(artifacts_copy: Path) -> None:
         load_reference_pipeline(artifacts_dir=artifacts_copy)
 
 
-def test_incompatible_engine_version_is_refused(artifacts_copy: Path) -> None:
-    path = artifacts_copy / METADATA_FILE
+def edit_metadata(directory: Path, section: str, key: str, value: str) -> None:
+    path = directory / METADATA_FILE
     metadata = json.loads(path.read_text())
-    metadata["engine"]["min_version"] = "99.0"
+    metadata[section][key] = value
     path.write_text(json.dumps(metadata))
+
+
+def test_incompatible_engine_version_is_refused(artifacts_copy: Path) -> None:
+    edit_metadata(artifacts_copy, "engine", "min_version", "99.0")
     with pytest.raises(ArtifactError, match=r"needs onnxruntime >= 99.0"):
         Classifier(artifacts_dir=artifacts_copy)
 
 
 def test_reference_needs_the_same_scikit_learn(artifacts_copy: Path) -> None:
-    path = artifacts_copy / METADATA_FILE
-    metadata = json.loads(path.read_text())
-    metadata["reference"]["scikit_learn"] = "0.1"
-    path.write_text(json.dumps(metadata))
+    edit_metadata(artifacts_copy, "reference", "scikit_learn", "0.1")
     with pytest.raises(ArtifactError, match=r"scikit-learn 0.1"):
         load_reference_pipeline(artifacts_dir=artifacts_copy)
 
