@@ -284,3 +284,31 @@ def test_environment_configures_the_app(monkeypatch: pytest.MonkeyPatch) -> None
     problem(response, 422)
     # the test config wins over the environment
     assert create_app({"TESTING": True, "MAX_BATCH": 5}).config["MAX_BATCH"] == 5
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        ("/v1/predictions", SEED_JSON),
+        ("/v1/predictions?explain=true", {**SEED_JSON, "bare_nuclei": None}),
+        ("/v1/predictions", {**SEED_JSON, "mitoses": 11, "extra": 1}),
+        ("/v1/predictions?explain=maybe", SEED_JSON),
+        ("/v1/predictions/batch", {"tumors": [SEED_JSON, MALIGNANT_JSON]}),
+        ("/v1/predictions/batch", {"tumors": [SEED_JSON, "x"]}),
+        ("/v1/predictions/batch", {"tumors": []}),
+    ],
+)
+def test_flask_resources_answer_exactly_as_the_lane(app: Any, path: str, payload: Any) -> None:
+    """The restx resources (what the app serves without the lane) give the same answers."""
+    from werkzeug.test import Client
+
+    from webservice.lane import PredictionLane
+
+    layer = app.wsgi_app
+    while not isinstance(layer, PredictionLane):
+        layer = layer.app
+    through_lane = app.test_client().post(path, json=payload)
+    through_flask = Client(layer.app).post(path, json=payload)
+    assert through_lane.status_code == through_flask.status_code
+    assert through_lane.headers["Content-Type"] == through_flask.headers["Content-Type"]
+    assert through_lane.get_json() == json.loads(through_flask.get_data())

@@ -9,7 +9,8 @@ from flask import Flask
 
 from webservice.api import init_api
 from webservice.config import load_config
-from webservice.middleware import BodyLimit, PredictionLane
+from webservice.lane import PredictionLane
+from webservice.middleware import BodyLimit
 from webservice.observability import Observability, configure_logging
 from webservice.service import Service
 

@@ -65,7 +65,7 @@ class Service:
 
     def predictions(self, rows: np.ndarray, *, explain: bool = False) -> list[dict[str, Any]]:
         """One answer per validated row (NaN = not measured), from one engine call."""
-        assert self.classifier is not None, "callers check `ready` first"
+        assert self.classifier is not None, "callers check `loaded` first"
         malignant = self.classifier.malignant_probabilities(rows)
         flags = malignant >= self.threshold
         metrics.record_predictions(rows, malignant, flags)

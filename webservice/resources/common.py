@@ -21,7 +21,7 @@ PROBLEM = Model(
             example="urn:oncology:problem:invalid-tumor",
         ),
         "title": fields.String(
-            description="The HTTP status phrase", example="Unprocessable Content"
+            description="The HTTP status phrase", example="Unprocessable Entity"
         ),
         "status": fields.Integer(description="The HTTP status code", example=422),
         "detail": fields.String(
@@ -40,7 +40,7 @@ ERROR_RESPONSES = {
     415: "The body is not sent as application/json",
     422: "Valid JSON that breaks the contract; `errors` names every bad field",
     500: "The server failed; no internal detail is given",
-    503: "The model is not loaded or the service is shutting down",
+    503: "No verified model is loaded (and, for /readyz only, the worker is shutting down)",
 }
 
 
