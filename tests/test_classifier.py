@@ -147,3 +147,14 @@ def test_serving_imports_neither_sklearn_nor_joblib() -> None:
     )
     loaded = json.loads(result.stdout.replace("'", '"'))
     assert not [m for m in loaded if m.split(".")[0] in ("sklearn", "joblib")]
+
+
+def test_one_row_at_a_time_equals_the_batch(classifier: Classifier) -> None:
+    """Single rows take a pre-bound path through the engine; it agrees with batches (float32
+    kernels for one row and for many may round differently in the 7th digit)."""
+    rows = np.random.default_rng(11).integers(1, 11, size=(300, 9)).astype(float)
+    rows[::4, 5] = np.nan
+    batch = classifier.malignant_probabilities(rows)
+    one_by_one = np.concatenate([classifier.malignant_probabilities(row[None, :]) for row in rows])
+    np.testing.assert_allclose(one_by_one, batch, atol=1e-6, rtol=0)
+    assert np.array_equal(one_by_one >= classifier.threshold, batch >= classifier.threshold)
