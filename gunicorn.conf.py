@@ -43,6 +43,13 @@ def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
 
 
+def worker_exit(server, worker):
+    """Count this worker's last predictions before it goes (see webservice.metrics)."""
+    from webservice.metrics import TALLY
+
+    TALLY.flush()
+
+
 def on_exit(server):
     shutil.rmtree(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""), ignore_errors=True)
 

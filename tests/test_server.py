@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -83,3 +84,28 @@ def test_server_stops_cleanly_by_pid(tmp_path: Path) -> None:
         assert running.status("/readyz") == 200
         code = running.stop()
     assert code == 0
+
+
+def test_metrics_add_up_across_workers(tmp_path: Path) -> None:
+    """prometheus multiprocess mode: /metrics counts what every worker answered."""
+    with live_server(tmp_path, workers=2) as running:
+        workers = set()
+        for _ in range(40):
+            request = urllib.request.Request(
+                running.url + "/v1/predictions",
+                data=json.dumps(MALIGNANT_JSON).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200
+        time.sleep(1.5)  # each worker flushes its prediction tallies within a second
+        with urllib.request.urlopen(running.url + "/metrics", timeout=10) as response:
+            text = response.read().decode()
+        for line in text.splitlines():
+            if line.startswith("oncology_model_info{"):
+                workers.add(line.split('pid="')[1].split('"')[0])
+    requests = 'oncology_http_requests_total{endpoint="/v1/predictions",method="POST",status="200"}'
+    assert f"{requests} 40.0" in text
+    assert 'oncology_predictions_total{prediction="malignant"} 40.0' in text
+    assert 'oncology_feature_values_total{feature="mitoses",value="10"} 40.0' in text
+    assert len(workers) == 2
