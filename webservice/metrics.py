@@ -65,22 +65,23 @@ _FEATURE_OFFSETS = np.arange(len(FEATURES)) * len(_VALUE_LABELS)
 FLUSH_SECONDS = 1.0
 
 
-class PredictionTally:
-    """This worker's diagnoses, probabilities and input values, on their way to the metrics.
+class Tally:
+    """This worker's observations (requests, diagnoses, input values) on their way to the metrics.
 
-    Updating a dozen shared (memory-mapped, locked) counters on every request would cost more
-    than the prediction itself. Instead a request only appends its arrays here; the counting
-    happens vectorised, off the request path, when the pending rows are flushed into the shared
-    metrics: every FLUSH_SECONDS (a daemon thread), whenever this worker serves /metrics, when it
-    exits (gunicorn's worker_exit hook), and at once past MAX_PENDING_ROWS.
+    Updating a dozen shared (memory-mapped, locked) metric values on every request would cost more
+    than the prediction itself. Instead a request only appends what it saw here; the counting
+    happens vectorised, off the request path, when the pending observations are flushed into the
+    shared metrics: every FLUSH_SECONDS (a daemon thread), whenever this worker serves /metrics,
+    when it exits (gunicorn's worker_exit hook), and at once past MAX_PENDING.
     """
 
-    MAX_PENDING_ROWS = 100_000
+    MAX_PENDING = 100_000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._pending_rows = 0
+        self._requests: list[tuple[str, str, str, float]] = []
         self._flusher: threading.Thread | None = None
         # Resolved once: `.labels()` costs a dict look-up and a lock on every call.
         self._feature_children = [
@@ -88,12 +89,22 @@ class PredictionTally:
         ]
         self._class_children = (PREDICTIONS.labels("benign"), PREDICTIONS.labels("malignant"))
 
-    def add(self, rows: np.ndarray, malignant: np.ndarray, flags: np.ndarray) -> None:
-        """Queue one answered request: rows (NaN = null), malignant probabilities, diagnoses."""
+    def add_predictions(self, rows: np.ndarray, malignant: np.ndarray, flags: np.ndarray) -> None:
+        """Queue one request's rows (NaN = null), malignant probabilities and diagnoses."""
         with self._lock:
             self._pending.append((rows, malignant, flags))
             self._pending_rows += len(rows)
-            overflowing = self._pending_rows > self.MAX_PENDING_ROWS
+            overflowing = self._pending_rows > self.MAX_PENDING
+        self._after_add(overflowing)
+
+    def add_request(self, endpoint: str, method: str, status: str, seconds: float) -> None:
+        """Queue one answered request's labels and duration."""
+        with self._lock:
+            self._requests.append((endpoint, method, status, seconds))
+            overflowing = len(self._requests) > self.MAX_PENDING
+        self._after_add(overflowing)
+
+    def _after_add(self, overflowing: bool) -> None:
         if overflowing:
             self.flush()
         if self._flusher is None:
@@ -103,8 +114,17 @@ class PredictionTally:
         """Count everything pending into the shared metrics."""
         with self._lock:
             pending, self._pending, self._pending_rows = self._pending, [], 0
-        if not pending:
-            return
+            requests, self._requests = self._requests, []
+        durations: dict[tuple[str, str, str], list[float]] = {}
+        for endpoint, method, status, seconds in requests:
+            durations.setdefault((endpoint, method, status), []).append(seconds)
+        for (endpoint, method, status), seconds_list in durations.items():
+            REQUESTS.labels(endpoint, method, status).inc(len(seconds_list))
+            _observe_many(LATENCY.labels(endpoint, status), np.array(seconds_list))
+        if pending:
+            self._count_predictions(pending)
+
+    def _count_predictions(self, pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
         rows = np.concatenate([rows for rows, _, _ in pending])
         malignant = np.concatenate([probabilities for _, probabilities, _ in pending])
         n_malignant = sum(int(np.count_nonzero(flags)) for _, _, flags in pending)
@@ -129,12 +149,17 @@ class PredictionTally:
         self._flusher.start()
 
 
-TALLY = PredictionTally()
+TALLY = Tally()
 
 
 def record_predictions(rows: np.ndarray, malignant: np.ndarray, flags: np.ndarray) -> None:
     """Count one answered request's input values, malignant probabilities and diagnoses."""
-    TALLY.add(rows, malignant, flags)
+    TALLY.add_predictions(rows, malignant, flags)
+
+
+def record_request(endpoint: str, method: str, status: str, seconds: float) -> None:
+    """Count one answered request: labels from fixed sets, and its duration."""
+    TALLY.add_request(endpoint, method, status, seconds)
 
 
 def _observe_many(histogram: Histogram, values: np.ndarray) -> None:

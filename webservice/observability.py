@@ -62,7 +62,6 @@ class Observability:
         self.app = app
         self.model_version = model_version
         self.access_log = access_log
-        self._series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -89,13 +88,9 @@ class Observability:
         endpoint = endpoint_label(path)
         method = environ.get("REQUEST_METHOD", "")
         # Methods are client input: anything unusual is counted as "other", so labels stay few.
-        key = (endpoint, method if method in _METHODS else "other", str(status))
-        series = self._series.get(key)
-        if series is None:
-            series = (metrics.REQUESTS.labels(*key), metrics.LATENCY.labels(endpoint, key[2]))
-            self._series[key] = series
-        series[0].inc()
-        series[1].observe(elapsed)
+        metrics.record_request(
+            endpoint, method if method in _METHODS else "other", str(status), elapsed
+        )
         if self.access_log:
             record = {
                 "ts": time.time(),
