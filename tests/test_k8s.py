@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -127,11 +128,19 @@ def test_set_image_targets_the_container() -> None:
         )
 
 
+def make_dry_run(*args: str) -> str:
+    """What `make -n` would run, as in a top-level shell (not as a sub-make of `make test`)."""
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+    }
+    return subprocess.run(
+        ["make", "--no-print-directory", "-n", *args],
+        cwd=ROOT, env=environment, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+
+
 def test_make_deploy_runs_exactly_the_documented_command() -> None:
-    output = subprocess.run(
-        ["make", "-n", "deploy", "tag=reg/onc", "version=2.0.1", "team_label=blue"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
-    ).stdout.splitlines()  # fmt: skip
+    output = make_dry_run("deploy", "tag=reg/onc", "version=2.0.1", "team_label=blue").splitlines()
     assert output[0] == (
         "kubectl set image deployments -l app=oncology-webservice,team=blue "
         "oncology-webservice=reg/onc:2.0.1"
@@ -142,10 +151,7 @@ def test_make_deploy_runs_exactly_the_documented_command() -> None:
 
 
 def test_make_train_job_creates_a_job_with_the_training_image() -> None:
-    output = subprocess.run(
-        ["make", "-n", "train-job", "training_tag=reg/onc-training", "version=2.0.1"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
+    output = make_dry_run("train-job", "training_tag=reg/onc-training", "version=2.0.1")
     assert "training=reg/onc-training:2.0.1" in output
     assert "kubectl create -f -" in output
     rendered = kubectl(
