@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 
 from webservice.jsonbody import body_too_large
 from webservice.problems import PROBLEM_JSON, Problem, as_problem
-from webservice.resources import health, model, predictions
+from webservice.resources import model, operations, predictions
 
 DESCRIPTION = (
     "Breast-cancer classifier for the nine cytology scores of the UCI Wisconsin (original) data. "
@@ -63,7 +63,7 @@ def init_api(app: Flask, version: str) -> Api:
         doc="/docs",
         catch_all_404s=True,
     )
-    for namespace in (predictions.ns, model.ns, health.ns):
+    for namespace in (predictions.ns, model.ns, operations.ns):
         api.add_namespace(namespace)
     # Document that errors come as problem+json (the OpenAPI document's "produces").
     api.representations[PROBLEM_JSON] = api.representations["application/json"]

@@ -97,7 +97,7 @@ prediction_model = ns.model(
             example=[],
             description="Fields sent as null, imputed with their training median",
         ),
-        "model_version": fields.String(required=True, example="1.0.0+ced9b766b0c2"),
+        "model_version": fields.String(required=True, example="1.0.0+612cf7af8850"),
         "contributions": fields.Nested(
             contributions_model,
             required=False,

@@ -18,7 +18,7 @@ status_model = ns.model(
     "Status",
     {
         "status": fields.String(required=True, example="ok"),
-        "model_version": fields.String(example="1.0.0+ced9b766b0c2"),
+        "model_version": fields.String(example="1.0.0+612cf7af8850"),
     },
 )
 
