@@ -188,3 +188,20 @@ def test_sigterm_turns_readiness_off_at_once_but_answers_in_flight_work(app: Fla
     finally:
         signal.signal(signal.SIGTERM, previous)
         service.shutting_down = False
+
+
+def test_tally_joins_pending_requests_in_bounded_chunks() -> None:
+    import numpy as np
+
+    from webservice.metrics import JOIN_ROWS, _joined
+
+    sizes = [1, 3, JOIN_ROWS - 2, 5, 2 * JOIN_ROWS, 1]
+    pending = [
+        (np.full((n, 9), float(i)), np.full(n, 0.1), np.zeros(n, dtype=bool))
+        for i, n in enumerate(sizes)
+    ]
+    chunks = list(_joined(pending))
+    assert sum(len(rows) for rows, _, _ in chunks) == sum(sizes)
+    assert all(len(rows) <= JOIN_ROWS or len(rows) == 2 * JOIN_ROWS for rows, _, _ in chunks)
+    joined_rows = np.concatenate([rows for rows, _, _ in chunks])
+    np.testing.assert_array_equal(joined_rows, np.concatenate([rows for rows, _, _ in pending]))

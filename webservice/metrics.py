@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
@@ -65,6 +66,31 @@ _FEATURE_OFFSETS = np.arange(len(FEATURES)) * len(_VALUE_LABELS)
 FLUSH_SECONDS = 1.0
 
 
+_Predictions = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, probabilities, diagnoses
+JOIN_ROWS = 4096
+
+
+def _joined(pending: list[_Predictions]) -> Iterator[_Predictions]:
+    """The pending requests joined into arrays of at most about JOIN_ROWS rows: few numpy calls,
+    and no allocation so large that the C allocator keeps it (a steady RSS)."""
+    group: list[_Predictions] = []
+    size = 0
+    for entry in [*pending, None]:
+        if entry is None or (group and size + len(entry[0]) > JOIN_ROWS):
+            if len(group) == 1:
+                yield group[0]
+            elif group:
+                yield (
+                    np.concatenate([rows for rows, _, _ in group]),
+                    np.concatenate([malignant for _, malignant, _ in group]),
+                    np.concatenate([flags for _, _, flags in group]),
+                )
+            group, size = [], 0
+        if entry is not None:
+            group.append(entry)
+            size += len(entry[0])
+
+
 class Tally:
     """This worker's observations (requests, diagnoses, input values) on their way to the metrics.
 
@@ -79,7 +105,7 @@ class Tally:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending: list[_Predictions] = []
         self._pending_rows = 0
         self._requests: list[tuple[str, str, str, float]] = []
         self._flusher: threading.Thread | None = None
@@ -124,19 +150,21 @@ class Tally:
         if pending:
             self._count_predictions(pending)
 
-    def _count_predictions(self, pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
-        rows = np.concatenate([rows for rows, _, _ in pending])
-        malignant = np.concatenate([probabilities for _, probabilities, _ in pending])
-        n_malignant = sum(int(np.count_nonzero(flags)) for _, _, flags in pending)
+    def _count_predictions(self, pending: list[_Predictions]) -> None:
+        n_malignant = 0
+        cell_counts = np.zeros(len(self._feature_children), dtype=np.int64)
+        for rows, malignant, flags in _joined(pending):
+            n_malignant += int(np.count_nonzero(flags))
+            _observe_many(MALIGNANT_PROBABILITY, malignant)
+            cells = np.where(np.isnan(rows), 0, rows).astype(np.intp) + _FEATURE_OFFSETS
+            cell_counts += np.bincount(cells.ravel(), minlength=len(cell_counts))
+        n_total = sum(len(malignant) for _, malignant, _ in pending)
         if n_malignant:
             self._class_children[1].inc(n_malignant)
-        if n_malignant < len(malignant):
-            self._class_children[0].inc(len(malignant) - n_malignant)
-        _observe_many(MALIGNANT_PROBABILITY, malignant)
-        cells = np.where(np.isnan(rows), 0, rows).astype(np.intp) + _FEATURE_OFFSETS
-        counts = np.bincount(cells.ravel(), minlength=len(self._feature_children))
-        for cell in np.flatnonzero(counts).tolist():
-            self._feature_children[cell].inc(int(counts[cell]))
+        if n_malignant < n_total:
+            self._class_children[0].inc(n_total - n_malignant)
+        for cell in np.flatnonzero(cell_counts).tolist():
+            self._feature_children[cell].inc(int(cell_counts[cell]))
 
     def _start_flusher(self) -> None:
         # Started on first use, so in each gunicorn worker after the fork, never in the master.
