@@ -71,17 +71,18 @@ class Classifier:
 
     def malignant_probabilities(self, rows: np.ndarray) -> np.ndarray:
         """Malignant probability of each (n, 9) row (NaN where not measured), in one engine call."""
-        rows = np.asarray(rows, dtype=np.float32).reshape(-1, len(FEATURES))
-        if len(rows) == 1:
-            return self._one_row(rows)
-        probabilities = self._session.run(self._output, {self._input: rows})[0]
+        rows = np.asarray(rows)
+        if rows.size == len(FEATURES):
+            return self._one_row(rows.reshape(1, len(FEATURES)))
+        batch = rows.astype(np.float32).reshape(-1, len(FEATURES))
+        probabilities = self._session.run(self._output, {self._input: batch})[0]
         return np.asarray(probabilities[:, 1], dtype=np.float64)
 
     def _one_row(self, row: np.ndarray) -> np.ndarray:
         """One row through buffers bound to the session once: half the cost of `run`, which
         allocates its input and output on every call. Locked: the buffers are shared."""
         with self._one_lock:
-            self._one_in[:] = row
+            self._one_in[:] = row  # converts to float32 in place
             self._session.run_with_iobinding(self._one_binding)
             return np.array([self._one_out[0, 1]], dtype=np.float64)
 

@@ -85,12 +85,13 @@ class Service:
             )
         ]
         missing = np.isnan(rows)
-        for index in np.flatnonzero(missing.any(axis=1)).tolist():
-            answers[index]["imputed"] = [
-                name
-                for name, absent in zip(FEATURES, missing[index].tolist(), strict=True)
-                if absent
-            ]
+        if missing.any():
+            for index in np.flatnonzero(missing.any(axis=1)).tolist():
+                answers[index]["imputed"] = [
+                    name
+                    for name, absent in zip(FEATURES, missing[index].tolist(), strict=True)
+                    if absent
+                ]
         if explain:
             contributions = self.classifier.contributions(rows).round(6).tolist()
             for answer, deltas in zip(answers, contributions, strict=True):
