@@ -234,8 +234,6 @@ def export_onnx(pipeline: Pipeline) -> bytes:
         initial_types=[(ONNX_INPUT, FloatTensorType([None, len(FEATURES)]))],
         target_opset={"": ONNX_OPSET, "ai.onnx.ml": 3},
         options={"zipmap": False},
-        final_types=None,
-        naming=lambda name, seen: name,
     )
     outputs = [o.name for o in model.graph.output]
     if ONNX_OUTPUT not in outputs:
