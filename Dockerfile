@@ -39,8 +39,7 @@ FROM ${BASE_IMAGE} AS runtime
 ARG VERSION=unknown
 LABEL org.opencontainers.image.title="oncology-webservice" \
       org.opencontainers.image.description="Breast-cancer classifier REST API (research example, not a medical device)" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.licenses="MIT"
+      org.opencontainers.image.version="${VERSION}"
 RUN groupadd --gid 10001 app \
     && useradd --uid 10001 --gid 10001 --no-log-init --no-create-home --shell /usr/sbin/nologin app
 COPY --from=builder /opt/venv /opt/venv
