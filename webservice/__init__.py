@@ -41,6 +41,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         max_bytes=settings["MAX_BODY_BYTES"],
         drain_cap=settings["DRAIN_CAP_BYTES"],
     )
+    # Flask's documented way to add WSGI middleware; mypy sees it as replacing a method.
     app.wsgi_app = Observability(  # type: ignore[method-assign]
         limited, model_version=service.model_version, access_log=settings["ACCESS_LOG"]
     )

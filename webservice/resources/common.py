@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from flask import current_app
@@ -57,7 +57,7 @@ def document_errors(ns: Namespace, *codes: int) -> Any:
 
 
 def service() -> Service:
-    return current_app.extensions["oncology"]  # type: ignore[no-any-return]
+    return cast(Service, current_app.extensions["oncology"])
 
 
 def ready_service() -> Service:
