@@ -256,9 +256,8 @@ class Tumor:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Tumor:
         """Build a tumor from a parsed JSON object with exactly the nine fields."""
-        errors = field_errors(data)
-        if errors:
-            raise InvalidTumorError(errors)
+        if not isinstance(data, Mapping):  # the constructor checks everything else
+            raise InvalidTumorError(field_errors(data))
         return cls(**data)
 
     def to_dict(self) -> dict[str, Score]:

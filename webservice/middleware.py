@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any
 
 from webservice.jsonbody import BODY_CONSUMED, body_too_large
@@ -42,10 +43,10 @@ class BodyLimit:
                     ("Connection", "close"),
                 ],
             )
-            return _DrainAfter([body], environ, self.drain_cap)
+            return AfterClose([body], partial(drain, environ, self.drain_cap))
         result = self.app(environ, start_response)
         if declared or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", ""):
-            return _DrainAfter(result, environ, self.drain_cap)
+            return AfterClose(result, partial(drain, environ, self.drain_cap))
         return result
 
 
@@ -56,33 +57,41 @@ def _content_length(environ: dict[str, Any]) -> int:
         return 0
 
 
-class _DrainAfter:
-    """The app's answer, then (on close) a bounded read of the unread request body."""
+class AfterClose:
+    """The app's answer, then `callback` once the server has sent it and closes it."""
 
-    def __init__(self, result: Iterable[bytes], environ: dict[str, Any], cap: int) -> None:
+    __slots__ = ("callback", "result")
+
+    def __init__(self, result: Iterable[bytes], callback: Callable[[], None]) -> None:
         self.result = result
-        self.environ = environ
-        self.cap = cap
+        self.callback = callback
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.result)
 
     def close(self) -> None:
-        close = getattr(self.result, "close", None)
-        if close is not None:
-            close()
-        stream = self.environ.get("wsgi.input")
-        if stream is None or self.environ.get(BODY_CONSUMED):
-            return
-        connection = self.environ.get("gunicorn.socket")
-        if isinstance(connection, socket.socket):
-            connection.settimeout(DRAIN_IDLE_SECONDS)  # a client that stopped sending is let go
-        remaining = self.cap
         try:
-            while remaining > 0:
-                chunk = stream.read(min(DRAIN_CHUNK, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-        except (OSError, ValueError):
-            pass  # the client went away: nothing left to answer
+            close = getattr(self.result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.callback()
+
+
+def drain(environ: dict[str, Any], cap: int) -> None:
+    """Read and discard what is left of the request body, up to `cap` bytes."""
+    stream = environ.get("wsgi.input")
+    if stream is None or environ.get(BODY_CONSUMED):
+        return
+    connection = environ.get("gunicorn.socket")
+    if isinstance(connection, socket.socket):
+        connection.settimeout(DRAIN_IDLE_SECONDS)  # a client that stopped sending is let go
+    remaining = cap
+    try:
+        while remaining > 0:
+            chunk = stream.read(min(DRAIN_CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+    except (OSError, ValueError):
+        pass  # the client went away: nothing left to answer

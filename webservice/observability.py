@@ -12,27 +12,31 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import orjson
 
 from webservice import metrics
+from webservice.middleware import AfterClose
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Accepted from clients as is: up to 128 visible characters of a safe set (no spaces, quotes or
 # control characters that could forge log lines); anything else is replaced by a fresh id.
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}").fullmatch
-_ENDPOINTS = {
-    "/v1/predictions": "/v1/predictions",
-    "/v1/predictions/batch": "/v1/predictions/batch",
-    "/v1/model": "/v1/model",
-    "/healthz": "/healthz",
-    "/readyz": "/readyz",
-    "/metrics": "/metrics",
-    "/swagger.json": "/swagger.json",
-    "/docs": "/docs",
-}
+_ENDPOINTS = frozenset(
+    (
+        "/v1/predictions",
+        "/v1/predictions/batch",
+        "/v1/model",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/swagger.json",
+        "/docs",
+    )
+)
 
 _METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
 
@@ -49,10 +53,9 @@ def new_request_id() -> str:
 
 def endpoint_label(path: str) -> str:
     """A bounded label for a path: known endpoints by name, Swagger UI assets, else `other`."""
-    label = _ENDPOINTS.get(path)
-    if label is None:
-        label = "/swaggerui" if path.startswith("/swaggerui/") else "other"
-    return label
+    if path in _ENDPOINTS:
+        return path
+    return "/swaggerui" if path.startswith("/swaggerui/") else "other"
 
 
 class Observability:
@@ -68,7 +71,6 @@ class Observability:
         incoming = environ.get("HTTP_X_REQUEST_ID")
         rid = incoming if incoming and _VALID_REQUEST_ID(incoming) else new_request_id()
         token = request_id.set(rid)
-        environ["oncology.request_id"] = rid
         state: list[Any] = [500]
 
         def observed_start_response(status: str, headers: list[Any], exc_info: Any = None) -> Any:
@@ -80,10 +82,12 @@ class Observability:
             result = self.app(environ, observed_start_response)
         finally:
             request_id.reset(token)
-        return _Finish(result, self, environ, state, started, rid)
+        return AfterClose(result, partial(self.finish, environ, state, started, rid))
 
-    def finish(self, environ: dict[str, Any], status: int, started: float, rid: str) -> None:
+    def finish(self, environ: dict[str, Any], state: list[Any], started: float, rid: str) -> None:
+        """Once the answer is sent: count the request and write its log line."""
         elapsed = time.perf_counter() - started
+        status = state[0]
         path = environ.get("PATH_INFO", "")
         endpoint = endpoint_label(path)
         method = environ.get("REQUEST_METHOD", "")
@@ -105,41 +109,6 @@ class Observability:
             }
             # One write per line: lines from several workers never interleave (< PIPE_BUF).
             os.write(1, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
-
-
-class _Finish:
-    """The app's answer; on close, the request is logged and counted (after the body is sent)."""
-
-    __slots__ = ("environ", "middleware", "result", "rid", "started", "state")
-
-    def __init__(
-        self,
-        result: Iterable[bytes],
-        middleware: Observability,
-        environ: dict[str, Any],
-        state: list[Any],
-        started: float,
-        rid: str,
-    ) -> None:
-        self.result = result
-        self.middleware = middleware
-        self.environ = environ
-        self.state = state
-        self.started = started
-        self.rid = rid
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.result)
-
-    def close(self) -> None:
-        token = request_id.set(self.rid)
-        try:
-            close = getattr(self.result, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self.middleware.finish(self.environ, self.state[0], self.started, self.rid)
-            request_id.reset(token)
 
 
 class JsonFormatter(logging.Formatter):
