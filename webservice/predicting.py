@@ -23,7 +23,7 @@ def answer_single(environ: dict[str, Any], service: Service, *, max_bytes: int) 
     """POST /v1/predictions: the JSON answer for one tumor."""
     explain = explain_requested(environ)
     rows = validate_rows([read_json(environ, max_bytes)])
-    return orjson.dumps(ready(service).predictions(rows, explain=explain)[0])
+    return orjson.dumps(with_model(service).predictions(rows, explain=explain)[0])
 
 
 def answer_batch(
@@ -34,10 +34,10 @@ def answer_batch(
     tumors = batch_items(read_json(environ, max_bytes), max_batch)
     record_batch_size(len(tumors))
     rows = validate_rows(tumors, "tumors")
-    return orjson.dumps({"predictions": ready(service).predictions(rows, explain=explain)})
+    return orjson.dumps({"predictions": with_model(service).predictions(rows, explain=explain)})
 
 
-def ready(service: Service) -> Service:
+def with_model(service: Service) -> Service:
     """The Service, or a 503 problem when it has no verified model to answer with."""
     if not service.loaded:
         raise Problem(503, "The model is not ready to answer; retry later.", kind="not-ready")

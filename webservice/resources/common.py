@@ -10,7 +10,7 @@ from flask_restx import Model, Namespace, fields
 from werkzeug.wrappers import Response
 
 from oncology_model.datamodel import SCORE_RULE
-from webservice.predicting import ready
+from webservice.predicting import with_model
 from webservice.service import Service
 
 PROBLEM = Model(
@@ -60,12 +60,12 @@ def service() -> Service:
     return cast(Service, current_app.extensions["oncology"])
 
 
-def ready_service() -> Service:
+def service_with_model() -> Service:
     """The Service, or a 503 problem when it cannot answer."""
-    return ready(service())
+    return with_model(service())
 
 
-def json_response(content: Any, status: int = 200) -> Response:
-    """A JSON answer from content or from already serialised bytes."""
+def json_response(content: Any) -> Response:
+    """A 200 JSON answer from content or from already serialised bytes."""
     body = content if isinstance(content, bytes) else orjson.dumps(content)
-    return Response(body, status, content_type="application/json")
+    return Response(body, 200, content_type="application/json")

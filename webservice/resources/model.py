@@ -6,7 +6,7 @@ from typing import Any
 
 from flask_restx import Namespace, Resource, fields
 
-from webservice.resources.common import document_errors, json_response, ready_service
+from webservice.resources.common import document_errors, json_response, service_with_model
 
 ns = Namespace("model", path="/v1/model", description="The model behind the predictions")
 
@@ -87,4 +87,4 @@ class ModelCard(Resource):
     @document_errors(ns, 500, 503)
     def get(self) -> Any:
         """Describe the model: version, features, threshold, validation figures, intended use."""
-        return json_response(ready_service().card)
+        return json_response(service_with_model().card)
