@@ -47,7 +47,6 @@ class Service:
             return
         self.classifier = classifier
         self.model_version = classifier.model_version
-        self.threshold = classifier.threshold
         self.card = model_card(classifier.metadata)
         metrics.record_model(self.model_version, self.card["artifacts"][ONNX_FILE])
 
@@ -67,11 +66,11 @@ class Service:
         """One answer per validated row (NaN = not measured), from one engine call."""
         assert self.classifier is not None, "callers check `loaded` first"
         malignant = self.classifier.malignant_probabilities(rows)
-        flags = malignant >= self.threshold
+        flags = self.classifier.labels(malignant)
         metrics.record_predictions(rows, malignant, flags)
         # Rounded to 6 decimals: float32 inference carries no more, and answers stay readable.
         rounded = malignant.round(6)
-        threshold, version = self.threshold, self.model_version
+        threshold, version = self.classifier.threshold, self.model_version
         answers: list[dict[str, Any]] = [
             {
                 "prediction": "malignant" if flag else "benign",
