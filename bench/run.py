@@ -70,11 +70,7 @@ def server_times(server: LiveServer, path: str, body: bytes, repeat: int) -> lis
         connection.close()
         ids.append(request_id)
     time.sleep(0.2)
-    durations = {}
-    for line in server.log.read_text().splitlines():
-        if line.startswith("{") and '"request_id"' in line:
-            record = json.loads(line)
-            durations[record["request_id"]] = record.get("duration_ms")
+    durations = {record["request_id"]: record["duration_ms"] for record in server.access_log()}
     return [durations[i] for i in ids]
 
 

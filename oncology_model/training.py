@@ -139,7 +139,6 @@ def out_of_fold(candidate: Candidate, data: Dataset, seed: int) -> list[dict[str
             folds.append(
                 {
                     "repeat": repeat,
-                    "index": valid,
                     "y": data.y[valid],
                     "p": pipeline.predict_proba(data.X[valid])[:, 1],
                 }

@@ -60,11 +60,7 @@ def workers_of(server: LiveServer) -> list[int]:
 
 
 def logged_request_ids(server: LiveServer) -> set[str]:
-    ids = set()
-    for line in server.log.read_text(errors="replace").splitlines():
-        if line.startswith('{"ts"') and '"event":"request"' in line:
-            ids.add(json.loads(line)["request_id"])
-    return ids
+    return {record["request_id"] for record in server.access_log()}
 
 
 # --- 1. soak ---------------------------------------------------------------------------------
@@ -255,11 +251,7 @@ def schemathesis_run() -> dict[str, Any]:
 
 
 def _count_5xx(server: LiveServer) -> int:
-    count = 0
-    for line in server.log.read_text(errors="replace").splitlines():
-        if line.startswith('{"ts"') and '"event":"request"' in line:
-            count += json.loads(line)["status"] >= 500
-    return count
+    return sum(record["status"] >= 500 for record in server.access_log())
 
 
 def _raw(port: int, head: bytes, body: bytes = b"", *, whole_body_first: bool = True) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,6 +43,14 @@ class LiveServer:
                 return int(response.status)
         except urllib.error.HTTPError as error:
             return error.code
+
+    def access_log(self) -> list[dict[str, Any]]:
+        """The service's JSON access-log records so far, one per answered request."""
+        return [
+            json.loads(line)
+            for line in self.log.read_text(errors="replace").splitlines()
+            if line.startswith('{"ts"') and '"event":"request"' in line
+        ]
 
     def wait_ready(self, timeout: float = 30) -> float:
         """Seconds until the ready path answered 200; fails if the server exits or times out."""

@@ -1,4 +1,8 @@
-"""The datamodel: construction, validation of every bad input, and Prediction mapping."""
+"""The datamodel: construction, validation of every bad input, and Prediction mapping.
+
+Some calls here pass deliberately wrong types, to check the errors callers get at run time;
+those lines carry `type: ignore` for mypy.
+"""
 
 from __future__ import annotations
 

@@ -228,6 +228,6 @@ def exposition(accept: str) -> tuple[bytes, str]:
     registry = REGISTRY
     if MULTIPROCESS:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped lib
     encode, content_type = choose_encoder(accept)
     return encode(registry), content_type
