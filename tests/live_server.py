@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -75,6 +76,21 @@ class LiveServer:
                 self.process.kill()
                 self.process.wait()
         return int(self.process.returncode)
+
+
+# What an operator must never see from a healthy start: a gunicorn, app (JSON) or ONNX Runtime line
+# at warning level or above, a Python warning or traceback.
+ALARMING_LINE = re.compile(
+    r'\[(ERROR|WARNING|CRITICAL)\]|"level": ?"(error|warning|critical)"|\[[WEF]:onnxruntime'
+    r"|Warning: |Traceback \(most recent call last\)"
+)
+
+
+def log_problems(text: str) -> list[str]:
+    """Lines of a server log an operator would take for trouble, and lines with ANSI codes."""
+    return [
+        line for line in text.splitlines() if ALARMING_LINE.search(line) or "\x1b" in line
+    ]
 
 
 SERVICE_APP = "webservice:create_app()"
