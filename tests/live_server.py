@@ -88,9 +88,7 @@ ALARMING_LINE = re.compile(
 
 def log_problems(text: str) -> list[str]:
     """Lines of a server log an operator would take for trouble, and lines with ANSI codes."""
-    return [
-        line for line in text.splitlines() if ALARMING_LINE.search(line) or "\x1b" in line
-    ]
+    return [line for line in text.splitlines() if ALARMING_LINE.search(line) or "\x1b" in line]
 
 
 SERVICE_APP = "webservice:create_app()"
