@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 from flask import Flask
+
+from oncology_model.integrity import bundled_artifacts_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "k8s"
@@ -22,10 +25,25 @@ def kubectl(*args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def rendered() -> dict[str, dict[str, Any]]:
-    """`kubectl kustomize k8s/`, by kind."""
-    documents = list(yaml.safe_load_all(kubectl("kustomize", str(K8S))))
-    return {document["kind"]: document for document in documents}
+def documents() -> list[dict[str, Any]]:
+    """`kubectl kustomize k8s/`."""
+    return list(yaml.safe_load_all(kubectl("kustomize", str(K8S))))
+
+
+@pytest.fixture(scope="module")
+def rendered(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The service stack by kind (the Deployment: the stable one, not the canary)."""
+    return {d["kind"]: d for d in documents if d["metadata"]["name"] == "oncology-webservice"}
+
+
+def deployments(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels only, as in k8s/) matches these labels."""
+    assert set(selector) == {"matchLabels"}, f"only matchLabels is checked here: {selector}"
+    return bool(selector["matchLabels"].items() <= labels.items())
 
 
 def test_kustomization_builds_the_service_stack(rendered: dict[str, dict[str, Any]]) -> None:
@@ -36,6 +54,61 @@ def test_kustomization_builds_the_service_stack(rendered: dict[str, dict[str, An
         "PodDisruptionBudget",
         "NetworkPolicy",
     }
+
+
+def test_canary_is_the_stable_pod_once_behind_the_same_service(
+    documents: list[dict[str, Any]], rendered: dict[str, dict[str, Any]]
+) -> None:
+    by_name = deployments(documents)
+    assert set(by_name) == {"oncology-webservice", "oncology-webservice-canary"}
+    stable, canary = by_name["oncology-webservice"], by_name["oncology-webservice-canary"]
+    assert canary["spec"]["replicas"] == 1 and stable["spec"]["replicas"] > 1
+    for deployment, track in ((stable, "stable"), (canary, "canary")):
+        assert deployment["metadata"]["labels"]["track"] == track
+        assert deployment["spec"]["template"]["metadata"]["labels"]["track"] == track
+    # The canary drifts from the stable pod only in its track label (and, in a canary, its image).
+    assert canary["spec"]["template"]["spec"] == stable["spec"]["template"]["spec"]
+    assert {**canary["spec"]["template"]["metadata"]["labels"], "track": "stable"} == (
+        stable["spec"]["template"]["metadata"]["labels"]
+    )
+    for deployment in (stable, canary):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert rendered["Service"]["spec"]["selector"].items() <= labels.items()
+        assert rendered["NetworkPolicy"]["spec"]["podSelector"]["matchLabels"].items() <= (
+            labels.items()
+        )
+
+
+def test_no_deployment_selects_another_deployments_pods(documents: list[dict[str, Any]]) -> None:
+    by_name = deployments(documents)
+    for name, deployment in by_name.items():
+        own = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selects(deployment["spec"]["selector"], own), name
+        for other_name, other in by_name.items():
+            if other_name != name:
+                theirs = other["spec"]["template"]["metadata"]["labels"]
+                assert not selects(deployment["spec"]["selector"], theirs), (name, other_name)
+
+
+def test_selector_check_catches_overlapping_deployments() -> None:
+    pod = {"app": "oncology-webservice", "team": "oncology", "track": "canary"}
+    assert selects({"matchLabels": {"app": "oncology-webservice"}}, pod)
+    assert not selects({"matchLabels": {"app": "oncology-webservice", "track": "stable"}}, pod)
+
+
+def test_first_install_pulls_the_bundled_model_from_a_registry(
+    documents: list[dict[str, Any]],
+) -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    (image,) = kustomization["images"]
+    assert "/" in image["newName"] and image["newName"].endswith("/oncology-webservice")
+    version = json.loads((bundled_artifacts_dir() / "metadata.json").read_text())["model_version"]
+    assert image["newTag"] == version.replace("+", "-"), (
+        "k8s/kustomization.yaml's newTag must be the bundled model's image tag"
+    )
+    for name, deployment in deployments(documents).items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == f"{image['newName']}:{image['newTag']}", name
 
 
 def test_deployment_and_pods_carry_app_and_team_labels(rendered: dict[str, dict[str, Any]]) -> None:
