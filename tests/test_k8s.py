@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -140,7 +141,9 @@ def make_dry_run(*args: str) -> str:
 
 
 def test_make_deploy_runs_exactly_the_documented_command() -> None:
-    output = make_dry_run("deploy", "tag=reg/onc", "version=2.0.1", "team_label=blue").splitlines()
+    output = make_dry_run(
+        "deploy", "tag=reg/onc", "image_version=2.0.1", "team_label=blue"
+    ).splitlines()
     assert output[0] == (
         "kubectl set image deployments -l app=oncology-webservice,team=blue "
         "oncology-webservice=reg/onc:2.0.1"
@@ -150,8 +153,24 @@ def test_make_deploy_runs_exactly_the_documented_command() -> None:
     )
 
 
+def test_image_tags_name_the_model_of_the_given_folder(tmp_path: Path) -> None:
+    """image, publish and deploy all tag with the model version of model=DIR, + made -."""
+    (tmp_path / "metadata.json").write_text(json.dumps({"model_version": "1.2.3+0123456789ab"}))
+    model = f"model={tmp_path}"
+    deploy = make_dry_run("deploy", "tag=reg/onc", model)
+    assert "oncology-webservice=reg/onc:1.2.3-0123456789ab" in deploy
+    image = make_dry_run("image", model)
+    assert "-t oncology-webservice:1.2.3-0123456789ab" in image
+    assert "--target training -t oncology-webservice-training:1.2.3-0123456789ab" in image
+    assert "MODEL_VERSION=1.2.3+0123456789ab" in image
+    assert f"cp -R {tmp_path}/. build/image-model/" in image
+    publish = make_dry_run("publish", "registry=127.0.0.1:5000/onc", model)
+    assert "docker push 127.0.0.1:5000/onc/oncology-webservice:1.2.3-0123456789ab" in publish
+    assert "docker push 127.0.0.1:5000/onc/oncology-webservice-training:1.2.3-0123456789ab" in publish
+
+
 def test_make_train_job_creates_a_job_with_the_training_image() -> None:
-    output = make_dry_run("train-job", "training_tag=reg/onc-training", "version=2.0.1")
+    output = make_dry_run("train-job", "training_tag=reg/onc-training", "image_version=2.0.1")
     assert "training=reg/onc-training:2.0.1" in output
     assert "kubectl create -f -" in output
     rendered = kubectl(
