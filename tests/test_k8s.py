@@ -116,6 +116,25 @@ def test_every_container_is_locked_down(rendered: dict[str, dict[str, Any]]) -> 
         assert memory_volumes, "a writable in-memory emptyDir"
 
 
+def test_training_job_reads_the_data_volume_and_writes_the_wheel() -> None:
+    job = yaml.safe_load((K8S / "training" / "job.yaml").read_text())
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--data") + 1] == "/data"
+    assert args[args.index("--wheel-dir") + 1].startswith("/out/")
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["data"]["mountPath"] == "/data" and mounts["data"]["readOnly"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    claims = {}
+    for name in ("data-volume.yaml", "output-volume.yaml"):
+        claim = yaml.safe_load((K8S / "training" / name).read_text())
+        claims[claim["metadata"]["name"]] = claim
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] in claims
+    assert volumes["data"]["persistentVolumeClaim"]["readOnly"] is True
+    assert volumes["out"]["persistentVolumeClaim"]["claimName"] in claims
+
+
 def test_set_image_targets_the_container() -> None:
     output = kubectl(
         "set", "image", "--local", "-f", "k8s/deployment.yaml",
