@@ -11,13 +11,26 @@ TRAINING_INPUTS := oncology_model/data/breast-cancer-wisconsin.data oncology_mod
 	oncology_model/dataset.py oncology_model/datamodel.py
 
 version := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+# The model an image is built around: a training output folder (`make image model=DIR`); without
+# it, the bundled model (the image build trains it again, deterministically).
+model ?=
+model_dir := $(or $(model),oncology_model/artifacts)
+# Image tags name the model: its version from metadata.json, `+` replaced by `-`
+# (1.0.0+612cf7af8850 -> oncology-webservice:1.0.0-612cf7af8850). image, publish, deploy and
+# train-job all use image_version; set it on the command line to deploy a tag without the artifacts.
+model_version = $(shell $(PYTHON) -c 'import json, sys; print(json.load(open(sys.argv[1]))["model_version"])' $(model_dir)/metadata.json 2>/dev/null)
+image_version = $(subst +,-,$(model_version))
 # Images and rollout (`make image deploy tag=registry/oncology-webservice team_label=oncology`).
 tag ?= oncology-webservice
 training_tag ?= $(tag)-training
 team_label ?= oncology
 registry ?=
 base_image ?= python:3.11-slim-bookworm
+# Extra `docker build` flags, e.g. DOCKER_BUILD_FLAGS="--network host" (the image test sets it).
+DOCKER_BUILD_FLAGS ?=
 # Linters and validators for the image and manifests, kept out of the app's environment.
+# Where `make image` puts the artifacts of model=DIR for the build (empty: the build trains).
+MODEL_STAGE := build/image-model
 TOOLS := .tools/.installed
 TOOLS_BIN := .tools/bin
 TRIVY_SKIP := --skip-dirs .venv --skip-dirs .tools --skip-dirs build --skip-dirs dist --skip-dirs .git
@@ -39,10 +52,10 @@ $(INSTALLED): Pipfile.lock pyproject.toml
 
 .PHONY: train
 train: $(INSTALLED) ## Train, evaluate and export the model (report in build/report/)
-	$(PY) -m oncology_model.training
+	$(PY) -m oncology_model.training --out oncology_model/artifacts
 
 $(MODEL): $(TRAINING_INPUTS) | $(INSTALLED)
-	$(PY) -m oncology_model.training
+	$(PY) -m oncology_model.training --out oncology_model/artifacts
 
 .PHONY: run
 run: $(MODEL) ## Serve the API with gunicorn on http://127.0.0.1:8080 (HOST, PORT, WORKERS from the env)
@@ -93,36 +106,44 @@ clean: ## Remove build output, caches and trained artifacts (keeps .venv)
 
 # --- image and cluster ------------------------------------------------------------------------
 
+.PHONY: model-version
+model-version: ## Print the model version of $(model_dir) and the image tag it gives
+	@test -n "$(image_version)" || { echo "no model version: $(model_dir)/metadata.json is missing \
+	or unreadable (make train, or model=DIR, or image_version=TAG)"; exit 2; }
+	@echo "model $(model_version) in $(model_dir): image tag $(image_version)"
+
 .PHONY: image
-image: ## Build the runtime image $(tag):$(version) and the training image $(training_tag):$(version)
-	docker build --build-arg BASE_IMAGE=$(base_image) \
-		--build-arg VERSION=$(version) -t $(tag):$(version) .
-	docker build --build-arg BASE_IMAGE=$(base_image) \
-		--build-arg VERSION=$(version) --target training -t $(training_tag):$(version) .
+image: model-version ## Build $(tag):$(image_version) and $(training_tag):$(image_version) (model=DIR: around DIR's model)
+	rm -rf $(MODEL_STAGE) && mkdir -p $(MODEL_STAGE)
+	$(if $(model),cp -R $(model)/. $(MODEL_STAGE)/)
+	docker build $(DOCKER_BUILD_FLAGS) --build-arg BASE_IMAGE=$(base_image) \
+		--build-arg MODEL_VERSION=$(model_version) -t $(tag):$(image_version) .
+	docker build $(DOCKER_BUILD_FLAGS) --build-arg BASE_IMAGE=$(base_image) \
+		--build-arg MODEL_VERSION=$(model_version) --target training -t $(training_tag):$(image_version) .
 
 .PHONY: publish
-publish: ## Tag and push both images to $(registry) (e.g. make publish registry=ghcr.io/acme)
-	@test -n "$(registry)" || { echo "set registry=HOST/NAMESPACE"; exit 2; }
-	docker tag $(tag):$(version) $(registry)/$(tag):$(version)
-	docker tag $(training_tag):$(version) $(registry)/$(training_tag):$(version)
-	docker push $(registry)/$(tag):$(version)
-	docker push $(registry)/$(training_tag):$(version)
+publish: model-version ## Tag and push both images to $(registry) (e.g. make publish registry=ghcr.io/acme)
+	@test -n "$(registry)" || { echo "set registry=HOST[:PORT]/NAMESPACE"; exit 2; }
+	docker tag $(tag):$(image_version) $(registry)/$(tag):$(image_version)
+	docker tag $(training_tag):$(image_version) $(registry)/$(training_tag):$(image_version)
+	docker push $(registry)/$(tag):$(image_version)
+	docker push $(registry)/$(training_tag):$(image_version)
 
 .PHONY: deploy
-deploy: ## Roll the Deployment(s) labelled app/team out to $(tag):$(version), then wait
-	kubectl set image deployments -l app=oncology-webservice,team=$(team_label) oncology-webservice=$(tag):$(version)
+deploy: ## Roll the Deployment(s) labelled app/team out to $(tag):$(image_version), then wait
+	kubectl set image deployments -l app=oncology-webservice,team=$(team_label) oncology-webservice=$(tag):$(image_version)
 	kubectl rollout status deployments -l app=oncology-webservice,team=$(team_label) --timeout=5m
 
 .PHONY: train-job
-train-job: ## Run the training Job in the cluster with $(training_tag):$(version)
-	kubectl apply -f k8s/training/output-volume.yaml -f k8s/training/network-policy.yaml
-	kubectl set image --local -f k8s/training/job.yaml training=$(training_tag):$(version) -o yaml \
+train-job: ## Run the training Job in the cluster with $(training_tag):$(image_version)
+	kubectl apply -f k8s/training/output-volume.yaml -f k8s/training/data-volume.yaml \
+		-f k8s/training/network-policy.yaml
+	kubectl set image --local -f k8s/training/job.yaml training=$(training_tag):$(image_version) -o yaml \
 		| kubectl create -f -
 
 .PHONY: image-test
-image-test: ## Build the images for real and run the container read-only (starts dockerd if needed)
-	$(PYTHON) ops/image_test.py --image $(tag):$(version) --training-image $(training_tag):$(version) \
-		--version $(version)
+image-test: ## Build the images for real, run read-only, push to and pull from a loopback registry
+	$(PYTHON) ops/image_test.py --image $(tag) --training-image $(training_tag)
 
 $(TOOLS): ops/tools-requirements.txt
 	$(PYTHON) -m venv .tools

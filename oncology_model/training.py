@@ -49,14 +49,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from oncology_model.datamodel import FEATURE_DESCRIPTIONS, FEATURES, SCORE_MAX, SCORE_MIN
-from oncology_model.dataset import Dataset, DatasetError, load_dataset
+from oncology_model.dataset import Dataset, DatasetError, bundled_data_path, load_datasets
 from oncology_model.integrity import (
     JOBLIB_FILE,
     METADATA_FILE,
     METADATA_FORMAT,
     ONNX_FILE,
     ArtifactError,
-    bundled_artifacts_dir,
     sha256_of,
     write_json,
 )
@@ -261,8 +260,10 @@ def training_date() -> str:
 
 
 def package_version() -> str:
+    """The package's public version: a model's wheel is versioned 1.0.0+<model hash>, and a model
+    trained by it is still a model of oncology-model 1.0.0."""
     try:
-        return importlib_metadata.version("oncology-model")
+        return importlib_metadata.version("oncology-model").split("+")[0]
     except importlib_metadata.PackageNotFoundError:
         return "0+unknown"
 
@@ -358,25 +359,43 @@ def _fmt(spread: dict[str, float]) -> str:
     return f"{spread['mean']:.4f} ± {spread['std']:.4f}"
 
 
+DEFAULT_OUT = Path("build/model")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line: train on the bundled (or a given) UCI file and write the artifacts."""
+    """Command line: train on the bundled data (or given files or folders), write the artifacts."""
     parser = argparse.ArgumentParser(prog="oncology-train", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, help="a UCI-format file (default: the bundled one)")
     parser.add_argument(
-        "--out", type=Path, default=None, help="artifact folder (default: the package's own)"
+        "--data",
+        type=Path,
+        nargs="+",
+        help="UCI-format files or folders of them, used together (default: the bundled file)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"artifact folder (default: {DEFAULT_OUT}; never the installed package unless given)",
     )
     parser.add_argument("--report", type=Path, default=Path("build/report"), help="report folder")
     parser.add_argument("--no-report", action="store_true", help="skip the JSON and PNG report")
+    parser.add_argument(
+        "--wheel-dir", type=Path, help="also build the wheel carrying these artifacts, here"
+    )
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)
     try:
-        data = load_dataset(path=args.data)
+        data = load_datasets(args.data or [bundled_data_path()])
         train(
             data=data,
-            out_dir=args.out or bundled_artifacts_dir(),
+            out_dir=args.out,
             report_dir=None if args.no_report else args.report,
             seed=args.seed,
         )
+        if args.wheel_dir is not None:
+            from oncology_model.release import build_model_wheel
+
+            print(f"wheel {build_model_wheel(args.out, args.wheel_dir)}")
     except (DatasetError, ArtifactError) as exc:
         print(f"oncology-train: {exc}", file=sys.stderr)
         return 1

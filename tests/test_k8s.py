@@ -188,6 +188,25 @@ def test_every_container_is_locked_down(rendered: dict[str, dict[str, Any]]) -> 
         assert memory_volumes, "a writable in-memory emptyDir"
 
 
+def test_training_job_reads_the_data_volume_and_writes_the_wheel() -> None:
+    job = yaml.safe_load((K8S / "training" / "job.yaml").read_text())
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--data") + 1] == "/data"
+    assert args[args.index("--wheel-dir") + 1].startswith("/out/")
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["data"]["mountPath"] == "/data" and mounts["data"]["readOnly"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    claims = {}
+    for name in ("data-volume.yaml", "output-volume.yaml"):
+        claim = yaml.safe_load((K8S / "training" / name).read_text())
+        claims[claim["metadata"]["name"]] = claim
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] in claims
+    assert volumes["data"]["persistentVolumeClaim"]["readOnly"] is True
+    assert volumes["out"]["persistentVolumeClaim"]["claimName"] in claims
+
+
 def test_set_image_targets_the_container() -> None:
     output = kubectl(
         "set", "image", "--local", "-f", "k8s/deployment.yaml",
@@ -213,7 +232,9 @@ def make_dry_run(*args: str) -> str:
 
 
 def test_make_deploy_runs_exactly_the_documented_command() -> None:
-    output = make_dry_run("deploy", "tag=reg/onc", "version=2.0.1", "team_label=blue").splitlines()
+    output = make_dry_run(
+        "deploy", "tag=reg/onc", "image_version=2.0.1", "team_label=blue"
+    ).splitlines()
     assert output[0] == (
         "kubectl set image deployments -l app=oncology-webservice,team=blue "
         "oncology-webservice=reg/onc:2.0.1"
@@ -223,8 +244,24 @@ def test_make_deploy_runs_exactly_the_documented_command() -> None:
     )
 
 
+def test_image_tags_name_the_model_of_the_given_folder(tmp_path: Path) -> None:
+    """image, publish and deploy all tag with the model version of model=DIR, + made -."""
+    (tmp_path / "metadata.json").write_text(json.dumps({"model_version": "1.2.3+0123456789ab"}))
+    model = f"model={tmp_path}"
+    deploy = make_dry_run("deploy", "tag=reg/onc", model)
+    assert "oncology-webservice=reg/onc:1.2.3-0123456789ab" in deploy
+    image = make_dry_run("image", model)
+    assert "-t oncology-webservice:1.2.3-0123456789ab" in image
+    assert "--target training -t oncology-webservice-training:1.2.3-0123456789ab" in image
+    assert "MODEL_VERSION=1.2.3+0123456789ab" in image
+    assert f"cp -R {tmp_path}/. build/image-model/" in image
+    publish = make_dry_run("publish", "registry=127.0.0.1:5000/onc", model)
+    assert "docker push 127.0.0.1:5000/onc/oncology-webservice:1.2.3-0123456789ab" in publish
+    assert "docker push 127.0.0.1:5000/onc/oncology-webservice-training:1.2.3-0123456789ab" in publish
+
+
 def test_make_train_job_creates_a_job_with_the_training_image() -> None:
-    output = make_dry_run("train-job", "training_tag=reg/onc-training", "version=2.0.1")
+    output = make_dry_run("train-job", "training_tag=reg/onc-training", "image_version=2.0.1")
     assert "training=reg/onc-training:2.0.1" in output
     assert "kubectl create -f -" in output
     rendered = kubectl(
