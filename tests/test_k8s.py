@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -257,7 +258,9 @@ def test_image_tags_name_the_model_of_the_given_folder(tmp_path: Path) -> None:
     assert f"cp -R {tmp_path}/. build/image-model/" in image
     publish = make_dry_run("publish", "registry=127.0.0.1:5000/onc", model)
     assert "docker push 127.0.0.1:5000/onc/oncology-webservice:1.2.3-0123456789ab" in publish
-    assert "docker push 127.0.0.1:5000/onc/oncology-webservice-training:1.2.3-0123456789ab" in publish
+    assert (
+        "docker push 127.0.0.1:5000/onc/oncology-webservice-training:1.2.3-0123456789ab" in publish
+    )
 
 
 def test_make_train_job_creates_a_job_with_the_training_image() -> None:
@@ -271,3 +274,75 @@ def test_make_train_job_creates_a_job_with_the_training_image() -> None:
     job = yaml.safe_load(rendered)
     assert job["kind"] == "Job"
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "reg/onc-training:2.0.1"
+
+
+def label_selector(text: str) -> dict[str, set[str]]:
+    """A kubectl -l value of `k=v` and `k in (a,b)` terms, as the allowed values per key."""
+    terms = re.findall(r"([\w./-]+)\s*(?:=\s*([\w.-]+)|\s+in\s+\(([^)]*)\))", text)
+    assert ",".join(f"{k}={v}" if v else f"{k} in ({s})" for k, v, s in terms) == text, text
+    return {k: {v} if v else {x.strip() for x in s.split(",")} for k, v, s in terms}
+
+
+def selected_deployments(command: str, documents: list[dict[str, Any]]) -> set[str]:
+    """The rendered Deployments a `kubectl ... deployments -l SELECTOR` line acts on."""
+    match = re.search(r"deployments -l (?:'([^']*)'|(\S+))", command)
+    assert match, command
+    selector = label_selector(match.group(1) or match.group(2))
+    return {
+        name
+        for name, deployment in deployments(documents).items()
+        if all(deployment["metadata"]["labels"].get(k) in v for k, v in selector.items())
+    }
+
+
+CANARY, STABLE = "oncology-webservice-canary", "oncology-webservice"
+
+
+def test_make_canary_rolls_out_only_the_canary_to_the_model_tag(
+    documents: list[dict[str, Any]],
+) -> None:
+    output = make_dry_run("canary", "tag=reg/onc", "image_version=2.0.1-0123456789ab")
+    commands = [line for line in output.splitlines() if line.startswith("kubectl")]
+    assert commands[0].endswith(" oncology-webservice=reg/onc:2.0.1-0123456789ab")
+    assert [selected_deployments(c, documents) for c in commands] == [{CANARY}, {CANARY}]
+    assert commands[1].startswith("kubectl rollout status")
+    rendered = kubectl(
+        "set", "image", "--local", "-f", "k8s/canary.yaml",
+        "oncology-webservice=reg/onc:2.0.1-0123456789ab", "-o", "yaml",
+    )  # fmt: skip
+    canary = yaml.safe_load(rendered)
+    assert canary["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "reg/onc:2.0.1-0123456789ab"
+    )
+    assert canary["spec"]["template"]["metadata"]["labels"]["track"] == "canary"
+
+
+def test_make_promote_gives_the_stable_deployment_the_canarys_image(
+    documents: list[dict[str, Any]],
+) -> None:
+    output = make_dry_run("promote")
+    read, rollout = output.split("\n", 1)[0], output.splitlines()[-1]
+    assert selected_deployments(read, documents) == {CANARY}
+    assert "kubectl set image deployments" in output and "oncology-webservice=$1" in output
+    write = output[output.index("kubectl set image") :].splitlines()[0]
+    assert selected_deployments(write, documents) == {STABLE}
+    assert rollout.startswith("kubectl rollout status")
+    assert selected_deployments(rollout, documents) == {STABLE}
+    # The jsonpath promote reads the canary's image with, on a canary set to a model's tag.
+    match = re.search(r"\{range \.items\[\*\]\}(.*)\{\" \"\}\{end\}", read)
+    assert match, read
+    image = kubectl(
+        "set", "image", "--local", "-f", "k8s/canary.yaml", "oncology-webservice=reg/onc:2.0.1-ab",
+        "-o", f"jsonpath={match.group(1)}",
+    )  # fmt: skip
+    assert image == "reg/onc:2.0.1-ab"
+
+
+def test_make_rollback_undoes_the_canary_or_both_after_a_promote(
+    documents: list[dict[str, Any]],
+) -> None:
+    for args, wanted in (((), {CANARY}), (("track=stable,canary",), {CANARY, STABLE})):
+        commands = make_dry_run("rollback", *args).splitlines()
+        assert commands[0].startswith("kubectl rollout undo deployments -l ")
+        assert commands[1].startswith("kubectl rollout status deployments -l ")
+        assert [selected_deployments(c, documents) for c in commands] == [wanted, wanted]
