@@ -170,6 +170,13 @@ train-job: ## Run the training Job in the cluster with $(training_tag):$(image_v
 image-test: ## Build the images for real, run read-only, push to and pull from a loopback registry
 	$(PYTHON) ops/image_test.py --image $(tag) --training-image $(training_tag)
 
+# k8s-play redeploys to the model `make image-test` trained as the Job and pushed.
+play_next_model ?= build/ship-test/out/artifacts
+
+.PHONY: k8s-play
+k8s-play: $(MODEL) ## Play k8s/ with podman: pull from build/registry (after image-test), deploy, redeploy, down, the Job
+	PYTHONPATH=$(CURDIR) $(PY) ops/k8s_play.py --first-model $(model_dir) --next-model $(play_next_model)
+
 $(TOOLS): ops/tools-requirements.txt
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet -r ops/tools-requirements.txt

@@ -21,6 +21,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def access_records(log: str) -> list[dict[str, Any]]:
+    """The service's JSON access-log records in a server log, one per answered request."""
+    return [
+        json.loads(line)
+        for line in log.splitlines()
+        if line.startswith('{"ts"') and '"event":"request"' in line
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -47,11 +56,7 @@ class LiveServer:
 
     def access_log(self) -> list[dict[str, Any]]:
         """The service's JSON access-log records so far, one per answered request."""
-        return [
-            json.loads(line)
-            for line in self.log.read_text(errors="replace").splitlines()
-            if line.startswith('{"ts"') and '"event":"request"' in line
-        ]
+        return access_records(self.log.read_text(errors="replace"))
 
     def wait_ready(self, timeout: float = 30) -> float:
         """Seconds until the ready path answered 200; fails if the server exits or times out."""
