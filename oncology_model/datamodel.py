@@ -44,6 +44,7 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
 SCORE_MIN = 1
 SCORE_MAX = 10
 SCORE_RULE = f"must be an integer from {SCORE_MIN} to {SCORE_MAX}, or null when not measured"
+MISSING_RULE = f"is required: an integer from {SCORE_MIN} to {SCORE_MAX}, or null when not measured"
 
 Score = int | None
 
@@ -122,7 +123,7 @@ def field_errors(data: object, prefix: str = "") -> dict[str, str]:
     errors = {
         prefix + name: error
         for name in FEATURES
-        if (error := ("is required" if name not in data else score_error(data[name])))
+        if (error := (MISSING_RULE if name not in data else score_error(data[name])))
     }
     for name in data:
         if name not in _FEATURE_SET:

@@ -275,6 +275,7 @@ def train(
     started = time.perf_counter()
     results, oof = {}, {}
     for candidate in CANDIDATES:
+        log(f"{candidate.name:>20}: {N_REPEATS} x {N_SPLITS}-fold grouped cross-validation...")
         oof[candidate.name] = out_of_fold(candidate, data, seed)
         results[candidate.name] = evaluate(oof[candidate.name])
         summary = results[candidate.name]["summary"]
@@ -287,6 +288,7 @@ def train(
     pooled_p = np.concatenate([f["p"] for f in oof[chosen.name]])
     threshold = choose_threshold(pooled_y, pooled_p)
 
+    log(f"fitting {chosen.name} on all {data.n_rows} rows and exporting it")
     pipeline = build_pipeline(chosen, data.sample_ids, data.y, seed)
     pipeline.fit(data.X, data.y)
     onnx_bytes = export_onnx(pipeline)

@@ -30,17 +30,24 @@ LIMITATIONS = (
 
 
 class Service:
-    """Loads, verifies and self-checks the classifier once; `error` says why it is not ready."""
+    """Loads, verifies and self-checks the classifier once; `error` says why it is not ready.
 
-    def __init__(self, *, artifacts_dir: str | None = None) -> None:
+    Until `load` has run the Service is still starting; after a failed load it stays unready
+    (`error` names the cause) for the life of the process."""
+
+    def __init__(self, *, artifacts_dir: str | None = None, load: bool = True) -> None:
         self.classifier: Classifier | None = None
         self.error: str | None = None
         self.shutting_down = False
         self.model_version = "none"
+        self.artifacts_dir = Path(artifacts_dir) if artifacts_dir else None
+        if load:
+            self.load()
+
+    def load(self) -> None:
+        """Load, verify and self-check the model (once); on failure set `error` and log it."""
         try:
-            classifier = verified_classifier(
-                artifacts_dir=Path(artifacts_dir) if artifacts_dir else None
-            )
+            classifier = verified_classifier(artifacts_dir=self.artifacts_dir)
         except ArtifactError as exc:
             self.error = str(exc)
             log.error("model not loaded, the service stays unready: %s", exc)
