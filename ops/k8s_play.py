@@ -248,7 +248,8 @@ def check_locked_down(container: str) -> dict[str, Any]:
     host = inspect["HostConfig"]
     assert host["ReadonlyRootfs"] is True, "root filesystem is not read-only"
     assert not inspect.get("EffectiveCaps"), f"capabilities: {inspect.get('EffectiveCaps')}"
-    status = podman("exec", container, "cat", "/proc/self/status").stdout
+    # PID 1 of the container: gunicorn's master, as the pod started it (not an exec'd process).
+    status = podman("exec", container, "cat", "/proc/1/status").stdout
     fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
     uids, gids = fields["Uid"].split(), fields["Gid"].split()
     assert set(uids) == {UID} and set(gids) == {UID}, (uids, gids)
@@ -256,6 +257,7 @@ def check_locked_down(container: str) -> dict[str, Any]:
     assert fields["NoNewPrivs"].strip() == "1", "no_new_privs is not set"
     write = podman("exec", container, "touch", "/app/written", check=False)
     assert write.returncode != 0, "the root filesystem is writable"
+    assert "gunicorn" in podman("exec", container, "cat", "/proc/1/cmdline").stdout
     return {"uid": uids[0], "cap_eff": fields["CapEff"].strip(), "readonly_root": True}
 
 
