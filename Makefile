@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 MODEL := oncology_model/artifacts/model.onnx
 TRAINING_INPUTS := oncology_model/data/breast-cancer-wisconsin.data oncology_model/training.py \
-	oncology_model/dataset.py oncology_model/datamodel.py
+	oncology_model/dataset.py oncology_model/datamodel.py oncology_model/drift.py
 
 version := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 # Images and rollout (`make image deploy tag=registry/oncology-webservice team_label=oncology`).
@@ -128,6 +128,10 @@ $(TOOLS): ops/tools-requirements.txt
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet -r ops/tools-requirements.txt
 	@touch $@
+
+.PHONY: monitoring-rules
+monitoring-rules: ## Make k8s/components/monitoring/prometheus-rule.yaml from monitoring/rules.yaml
+	$(PYTHON) ops/prometheus_rule.py
 
 .PHONY: k8s-check
 k8s-check: $(TOOLS) ## Validate k8s/ strictly for several Kubernetes versions, lint Dockerfile and manifests
