@@ -368,7 +368,10 @@ def test_drift_on_one_feature_is_detected_and_alerted(
         for value in VALUE_LABELS:
             series = f'oncology_feature_values_total{{feature="{feature}",value="{value}"}} 0.0'
             assert series in page
-    assert 'oncology_predictions_total{prediction="malignant"} 0.0' in page
+    for prediction in ("benign", "malignant"):
+        assert f'oncology_predictions_total{{prediction="{prediction}"}} 0.0' in page
+    for bound in ("0.01", "0.5", "+Inf"):
+        assert f'oncology_malignant_probability_bucket{{le="{bound}"}} 0.0' in page
     assert "oncology_ready 1.0" in page
 
     with Traffic(server) as traffic:
