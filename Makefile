@@ -205,6 +205,10 @@ $(TOOLS): ops/tools-requirements.txt
 	.tools/bin/pip install --quiet -r ops/tools-requirements.txt
 	@touch $@
 
+.PHONY: monitoring-rules
+monitoring-rules: ## Make k8s/components/monitoring/prometheus-rule.yaml from monitoring/rules.yaml
+	$(PYTHON) ops/prometheus_rule.py
+
 .PHONY: k8s-check
 k8s-check: $(TOOLS) ## Validate k8s/ strictly for several Kubernetes versions, lint Dockerfile and manifests
 	$(PYTHON) ops/k8s_check.py --tools $(TOOLS_BIN)

@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime
 
 from oncology_model.datamodel import FEATURES, Prediction, Tumor
+from oncology_model.drift import DriftReference
 from oncology_model.explaining import exact_shapley
 from oncology_model.integrity import (
     ONNX_FILE,
@@ -72,6 +73,8 @@ class Classifier:
         self.medians = np.array([feature["median"] for feature in features], dtype=np.float32)
         # What explanations are measured against: the probability of the all-medians tumor.
         self.baseline_probability = float(self.malignant_probabilities(self.medians)[0])
+        # What the model saw and predicted at training, for drift monitoring (None: older model).
+        self.drift_reference: DriftReference | None = DriftReference.from_metadata(self.metadata)
 
     def malignant_probabilities(self, rows: np.ndarray) -> np.ndarray:
         """Malignant probability of each (n, 9) row (NaN where not measured), in one engine call."""

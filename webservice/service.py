@@ -51,11 +51,20 @@ class Service:
         except ArtifactError as exc:
             self.error = str(exc)
             log.error("model not loaded, the service stays unready: %s", exc)
+            metrics.record_ready(False)
             return
         self.classifier = classifier
         self.model_version = classifier.model_version
         self.card = model_card(classifier.metadata)
         metrics.record_model(self.model_version, self.card["artifacts"][ONNX_FILE])
+        metrics.record_ready(True)
+        reference = classifier.drift_reference
+        if reference is None or not metrics.record_reference(reference):
+            log.warning(
+                "model %s has no drift reference for this service's metrics: retrain it "
+                "(make train) to monitor drift",
+                self.model_version,
+            )
 
     @property
     def loaded(self) -> bool:
