@@ -49,6 +49,7 @@ from tests.load import Recorder
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "k8s-play"
 REGISTRY_STORAGE = ROOT / "build" / "registry"
+BUNDLED_DATA = ROOT / "oncology_model" / "data" / "breast-cancer-wisconsin.data"
 NAMESPACE = "oncology"
 CONTAINER = "oncology-webservice"
 UID = "10001"
@@ -458,7 +459,7 @@ def main() -> int:
     parser.add_argument(
         "--data",
         type=Path,
-        default=ROOT / "oncology_model" / "data" / "breast-cancer-wisconsin.data",
+        default=BUNDLED_DATA,
         help="the training Job's data file",
     )
     args = parser.parse_args()
@@ -487,6 +488,11 @@ def main() -> int:
             if played:
                 kube_down(played["manifest"])
         figures.update(play_training_job(training, args.data))
+    if args.data == BUNDLED_DATA:
+        bundled = model_version(ROOT / "oncology_model" / "artifacts")
+        assert figures["trained_version"] == bundled, (
+            f"the Job trained {figures['trained_version']} on the bundled data, not {bundled}"
+        )
     say("passed: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
     return 0
 
