@@ -49,6 +49,7 @@ from tests.load import Recorder
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "k8s-play"
 REGISTRY_STORAGE = ROOT / "build" / "registry"
+DEPLOYMENT_MANIFEST = "deployment.yaml"  # the played Deployment, under WORK
 BUNDLED_DATA = ROOT / "oncology_model" / "data" / "breast-cancer-wisconsin.data"
 NAMESPACE = "oncology"
 CONTAINER = "oncology-webservice"
@@ -289,7 +290,7 @@ def pull_fresh(image: str) -> None:
 
 def play_deployment(deployment: dict[str, Any], image: str, version: str) -> dict[str, Any]:
     port = free_port()
-    manifest = write_manifest(play_patch(deployment, image, port), "deployment.yaml")
+    manifest = write_manifest(play_patch(deployment, image, port), DEPLOYMENT_MANIFEST)
     budget = startup_budget(deployment)
     pull_fresh(image)
     started = time.monotonic()
@@ -442,6 +443,21 @@ def play_training_job(image: str, data_file: Path) -> dict[str, Any]:
     return {"training_s": round(took, 1), "trained_version": version}
 
 
+def play_webservice(
+    deployment: dict[str, Any], images: tuple[str, str], versions: tuple[str, str], grace: float
+) -> dict[str, Any]:
+    """Play, check, redeploy, stop under load; the pod is removed whatever happens."""
+    try:
+        played = play_deployment(deployment, images[0], versions[0])
+        figures = {k: played[k] for k in ("play_s", "ready_s", "budget_s")}
+        played = redeploy(played, images[1], versions[1], startup_budget(deployment))
+        figures["redeploy_s"] = played["redeploy_s"]
+        figures.update(down_under_load(played, grace))
+        return figures
+    finally:
+        kube_down(WORK / DEPLOYMENT_MANIFEST)  # nothing left if it went well
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -476,18 +492,13 @@ def main() -> int:
         training = training_image(prefix, args.next_model)
         for image in (*images, training):
             require_in_registry(image)
-        played: dict[str, Any] = {}
         try:
-            played = play_deployment(deployment, images[0], first)
-            figures.update({k: played[k] for k in ("play_s", "ready_s", "budget_s")})
-            played = redeploy(played, images[1], second, startup_budget(deployment))
-            figures["redeploy_s"] = played["redeploy_s"]
-            figures.update(down_under_load(played, grace))
-            played = {}
+            figures.update(play_webservice(deployment, images, (first, second), grace))
+            figures.update(play_training_job(training, args.data))
         finally:
-            if played:
-                kube_down(played["manifest"])
-        figures.update(play_training_job(training, args.data))
+            # The registry's port changes from run to run: leave no tags of it behind.
+            for image in (*images, training):
+                podman("rmi", "--force", image, check=False)
     if args.data == BUNDLED_DATA:
         bundled = model_version(ROOT / "oncology_model" / "artifacts")
         assert figures["trained_version"] == bundled, (
