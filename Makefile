@@ -178,7 +178,7 @@ promote: ## Roll the stable Deployment out to the image the canary runs, then wa
 	kubectl rollout status deployments -l $(ROLLOUT),track=stable --timeout=5m
 
 .PHONY: rollback
-rollback: ## Undo the last rollout of the track=$(track) Deployment(s) (after a promote: track=stable,canary)
+rollback: ## Undo the canary's last rollout (kubectl rollout undo; after a promote: track=stable,canary)
 	kubectl rollout undo deployments -l '$(ROLLOUT),track in ($(track))'
 	kubectl rollout status deployments -l '$(ROLLOUT),track in ($(track))' --timeout=5m
 
