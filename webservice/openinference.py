@@ -14,6 +14,7 @@ default). Outputs are always answered as JSON data, which both clients read.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -40,7 +41,7 @@ OUTPUT_METADATA = (
     {"name": LABEL, "datatype": "BYTES", "shape": [-1]},
     {"name": CONTRIBUTIONS, "datatype": "FP64", "shape": [-1, len(FEATURES)]},
 )
-_OUTPUT_NAMES = tuple(output["name"] for output in OUTPUT_METADATA)
+_OUTPUT_NAMES = (PROBABILITY, LABEL, CONTRIBUTIONS)
 _REQUEST_FIELDS = frozenset(("id", "parameters", "inputs", "outputs", "model_name"))
 _INPUT_FIELDS = frozenset(("name", "shape", "datatype", "parameters", "data"))
 _REQUEST_PARAMETERS = frozenset(("explain", "binary_data_output"))
@@ -233,7 +234,7 @@ def _outputs(requested: object, explain: bool) -> tuple[str, ...]:
         name = output.get("name")
         if name not in _OUTPUT_NAMES:
             raise bad(
-                f"Output {_json(name)} is not an output of model '{MODEL_NAME}'; "
+                f"Output {name!r} is not an output of model '{MODEL_NAME}'; "
                 f"its outputs are {', '.join(_OUTPUT_NAMES)}."
             )
         parameters = output.get("parameters") or {}
@@ -316,10 +317,7 @@ def _names(names: set[str]) -> str:
 
 
 def _json(value: object) -> str:
-    try:
-        text = orjson.dumps(value).decode()
-    except TypeError:
-        text = repr(value)
+    text = json.dumps(value, default=repr)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -151,7 +151,6 @@ VERSION = "/versions/<string:model_version>"
 
 @ns.route("")
 class ServerMetadata(Resource):
-    @ns.doc("v2_server_metadata")
     @ns.response(200, "The server's name, version and extensions", server_metadata_model)
     @errors(500)
     def get(self) -> Any:
@@ -161,7 +160,6 @@ class ServerMetadata(Resource):
 
 @ns.route("/health/live")
 class ServerLive(Resource):
-    @ns.doc("v2_server_live")
     @ns.response(200, "The process answers", live_model)
     @errors(500)
     def get(self) -> Any:
@@ -171,7 +169,6 @@ class ServerLive(Resource):
 
 @ns.route("/health/ready")
 class ServerReady(Resource):
-    @ns.doc("v2_server_ready")
     @ns.response(200, "The model is loaded, verified and self-checked", ready_model)
     @errors(500, 503)
     def get(self) -> Any:
@@ -184,9 +181,8 @@ class ServerReady(Resource):
         return json_response({"ready": True})
 
 
-@ns.route(MODEL, MODEL + VERSION)
+@ns.route(MODEL)
 class ModelMetadata(Resource):
-    @ns.doc("v2_model_metadata")
     @ns.response(200, "The input tensor (feature order) and the outputs", model_metadata_model)
     @errors(404, 500, 503)
     def get(self, model_name: str, model_version: str | None = None) -> Any:
@@ -194,9 +190,8 @@ class ModelMetadata(Resource):
         return json_response(model_metadata(check_model(service(), model_name, model_version)))
 
 
-@ns.route(MODEL + "/ready", MODEL + VERSION + "/ready")
+@ns.route(MODEL + "/ready")
 class ModelReady(Resource):
-    @ns.doc("v2_model_ready")
     @ns.response(200, "The model is ready", model_ready_model)
     @errors(404, 500, 503)
     def get(self, model_name: str, model_version: str | None = None) -> Any:
@@ -204,9 +199,8 @@ class ModelReady(Resource):
         return json_response(model_ready(check_model(service(), model_name, model_version)))
 
 
-@ns.route(MODEL + "/infer", MODEL + VERSION + "/infer")
+@ns.route(MODEL + "/infer")
 class Infer(Resource):
-    @ns.doc("v2_infer")
     @ns.expect(infer_request)
     @ns.response(200, "The requested outputs for every row", infer_response)
     @errors(400, 404, 413, 500, 503)
@@ -223,3 +217,20 @@ class Infer(Resource):
                 model_version=model_version,
             )
         )
+
+
+# The same operations under /versions/{version}: their own classes, so that each has its own
+# operationId in the OpenAPI document.
+@ns.route(MODEL + VERSION)
+class ModelVersionMetadata(ModelMetadata):
+    pass
+
+
+@ns.route(MODEL + VERSION + "/ready")
+class ModelVersionReady(ModelReady):
+    pass
+
+
+@ns.route(MODEL + VERSION + "/infer")
+class ModelVersionInfer(Infer):
+    pass
