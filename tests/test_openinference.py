@@ -344,7 +344,7 @@ def test_flask_resources_answer_exactly_as_the_lane(app: Flask, path: str, paylo
 
     layer = app.wsgi_app
     while not isinstance(layer, PredictionLane):
-        layer = layer.app  # type: ignore[attr-defined]  # walking the middleware chain
+        layer = layer.app
     through_lane = app.test_client().post(path, json=payload)
     through_flask = Client(layer.app).post(path, json=payload)
     assert through_lane.status_code == through_flask.status_code
@@ -357,6 +357,6 @@ def test_the_lane_serves_inference(app: Flask, classifier: Classifier) -> None:
 
     layer = app.wsgi_app
     while not isinstance(layer, PredictionLane):
-        layer = layer.app  # type: ignore[attr-defined]  # walking the middleware chain
+        layer = layer.app
     assert INFER in layer.routes
     assert f"/v2/models/oncology/versions/{classifier.model_version}/infer" in layer.routes
