@@ -191,6 +191,8 @@ def test_binary_tensor_data(client: FlaskClient, datatype: str, dtype: str) -> N
 def test_outputs_selection_and_explain(client: FlaskClient, classifier: Classifier) -> None:
     body = {"inputs": [tensor(SEED_ROW)], "outputs": [{"name": "label"}]}
     assert list(outputs(infer(client, body))) == ["label"]
+    body["parameters"] = {"explain": True}
+    assert list(outputs(infer(client, body))) == ["label", "contributions"]
     explained = outputs(
         infer(client, {"inputs": [tensor(SEED_ROW)], "parameters": {"explain": True}})
     )

@@ -245,6 +245,8 @@ def _outputs(requested: object, explain: bool) -> tuple[str, ...]:
             )
         if name not in names:
             names.append(name)
+    if explain and CONTRIBUTIONS not in names:
+        names.append(CONTRIBUTIONS)
     return tuple(names)
 
 
