@@ -99,6 +99,10 @@ package: train ## Train, test and build the wheel into dist/
 bench: $(INSTALLED) ## Benchmark against the HTTP floor (BENCH_ARGS=--mlserver adds MLServer); build/bench/
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+.PHONY: interop
+interop: $(MODEL) ## tritonclient and the kserve SDK (own venv, build/interop) against the live server, V2
+	$(PY) -m ops.interop
+
 .PHONY: reliability
 reliability: $(INSTALLED) ## Soak, worker crash, reload/shutdown, bad input and bad artifacts, on loopback
 	$(PY) -m reliability.run

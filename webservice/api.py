@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 
 from webservice.jsonbody import body_too_large
 from webservice.problems import PROBLEM_JSON, Problem, as_problem
-from webservice.resources import model, operations, predictions
+from webservice.resources import inference, model, operations, predictions
 from webservice.service import Service
 
 DESCRIPTION = (
@@ -29,8 +29,8 @@ class ProblemApi(Api):
 def problem_response(error: BaseException) -> Response:
     """Flask's side of the one error path (see `webservice.problems.as_problem`)."""
     if isinstance(error, HTTPException) and error.code is not None:
-        return _http_problem(error).response()
-    return as_problem(error, request.method, request.path).response()
+        return _http_problem(error).response(request.path)
+    return as_problem(error, request.method, request.path).response(request.path)
 
 
 def _http_problem(error: HTTPException) -> Problem:
@@ -64,8 +64,9 @@ def init_api(app: Flask, version: str, service: Service) -> Api:
         doc="/docs",
         catch_all_404s=True,
     )
+    app.config["API_VERSION"] = version
     predicting = predictions.namespace(max_batch=app.config["MAX_BATCH"], service=service)
-    for namespace in (predicting, model.ns, operations.ns):
+    for namespace in (predicting, model.ns, operations.ns, inference.ns):
         api.add_namespace(namespace)
     # Document that errors come as problem+json (the OpenAPI document's "produces").
     api.representations[PROBLEM_JSON] = api.representations["application/json"]
