@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +17,19 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
 from webservice import create_app
-from webservice.tokens import TokenFile, TokensFileError, digest, main, new_token, parse
+from webservice.tokens import (
+    CHECK_SECONDS,
+    TokenFile,
+    TokensFileError,
+    digest,
+    main,
+    new_token,
+    parse,
+)
 
 from .conftest import SEED_JSON, ClosingClient
+from .live_server import LiveServer, live_server
+from .load import process_tree
 from .test_observability import log_lines
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -296,6 +309,48 @@ def test_the_file_is_checked_at_most_once_per_period(tmp_path: Path) -> None:
     assert tokens.caller(ALICE) == "alice", "no stat on every request"
     tokens.refresh()
     assert tokens.caller(BOB) == "bob"
+
+
+def statuses(server: LiveServer, token: str, requests: int = 20) -> set[int]:
+    """The statuses of `requests` predictions, each on a new connection (so both workers)."""
+    seen = set()
+    for _ in range(requests):
+        request = urllib.request.Request(
+            server.url + "/v1/predictions",
+            data=json.dumps(SEED_JSON).encode(),
+            headers={"Content-Type": "application/json", **bearer(token)},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                seen.add(response.status)
+        except urllib.error.HTTPError as error:
+            seen.add(error.code)
+    return seen
+
+
+@pytest.mark.slow
+def test_tokens_rotate_on_the_real_server_without_a_restart(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    path = kubernetes_secret(secret, ALICE_LINE + "\n")
+    environment = {"ONCOLOGY_TOKENS_FILE": str(path)}
+    with live_server(tmp_path, workers=2, env=environment) as server:
+        processes = process_tree(server.process.pid)
+        assert statuses(server, ALICE) == {200} and statuses(server, BOB) == {401}
+        kubernetes_secret(secret, BOB_LINE + "\n")
+        deadline = time.monotonic() + 10
+        while statuses(server, BOB) != {200} and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert statuses(server, BOB) == {200} and statuses(server, ALICE) == {401}
+        kubernetes_secret(secret, f"{BOB_LINE}\nalice {ALICE}\n")  # broken: keep bob's token
+        time.sleep(2 * CHECK_SECONDS + 0.5)
+        assert statuses(server, BOB) == {200} and statuses(server, ALICE) == {401}
+        assert process_tree(server.process.pid) == processes, "no worker was restarted"
+        assert server.status("/readyz") == 200
+        log = server.log.read_text()
+    assert "line 2: expected NAME:SHA256HEX; keeping the previous 1 tokens" in log
+    for token in (ALICE, BOB):
+        assert token not in log
 
 
 # --- making tokens ---------------------------------------------------------------------------
