@@ -11,6 +11,8 @@ import pytest
 import yaml
 from flask import Flask
 
+from webservice.auth import guard
+
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "k8s"
 
@@ -79,6 +81,9 @@ def test_probes_point_at_paths_the_service_serves(
         assert client.get(path).status_code == 200, (probe, path)
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        # The kubelet sends no token: with tokens on (as in k8s/), the probes must stay open.
+        assert guard(container[probe]["httpGet"]["path"]) == "open", probe
 
 
 def test_rollout_never_drops_below_wanted_and_drains_before_stopping(
