@@ -64,8 +64,9 @@ def judge(report: dict[str, Any], exceptions: dict[str, str], *, strict: bool) -
     audited = len(dependencies) - len(skipped)
     if dependencies and not audited:
         print(
-            f"pip-audit: NOT AUDITED: the vulnerability service answered for none of the "
-            f"{len(dependencies)} locked packages (e.g. {skipped[0]['skip_reason']})"
+            f"pip-audit: NOT AUDITED: its vulnerability service answered for none of the "
+            f"{len(dependencies)} locked packages, so nothing was checked (e.g. "
+            f"{skipped[0]['skip_reason']}); AUDIT_STRICT=1 makes this fail"
         )
         return 1 if strict else 0
     failures = [f"{d['name']}: {d['skip_reason']}" for d in skipped]
