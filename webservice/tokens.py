@@ -90,10 +90,6 @@ class TokenFile:
         self._next_check = time.monotonic() + check_seconds
         _log_loaded(path, self._entries)
 
-    @property
-    def names(self) -> frozenset[str]:
-        return frozenset(name for _, name in self._entries)
-
     def caller(self, token: str) -> str | None:
         """The name of the caller whose token this is, or None.
 
