@@ -9,8 +9,9 @@
 4. bad input: schemathesis (all checks, 1,000+ cases) on the live /swagger.json, and hostile
    bodies: no 5xx, every error in problem+json, still ready afterwards; hostile authentication
    (tokens on): wrong scheme, empty, huge, many tokens or headers, a token in the query string:
-   401/400 and never a token echoed or logged, and a near-miss token costs the server the same
-   time as a far-miss one (medians);
+   401/400 and never a token echoed or logged, a near-miss token costs the server the same time
+   as a far-miss one (medians), and schemathesis with a token finds every declared operation
+   refusing requests without it;
 5. bad artifacts: a tampered, truncated or missing model: `oncology-verify` exits 1 naming the
    file, the service stays unready and never predicts.
 
@@ -429,6 +430,21 @@ def hostile_auth() -> dict[str, Any]:
         expect(statuses["valid token"] == 200, f"a valid token got {statuses['valid token']}")
         figures["statuses"] = statuses
         figures["timing_ms"] = _timing_probe(server, {"near-miss": near, "far-miss": far})
+        # The document's security declarations against the server: schemathesis's ignored_auth
+        # check replays each case without the token and expects a 401.
+        result = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("schemathesis")), "run",
+                f"{server.url}/swagger.json", "--checks", "all", "--max-examples", "50",
+                "--header", f"Authorization: Bearer {token}", "--seed", "20261121", "--no-color",
+            ],
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        (OUT / "schemathesis-auth.log").write_text(result.stdout + result.stderr)
+        figures["schemathesis_exit"] = result.returncode
+        expect(
+            result.returncode == 0, f"schemathesis with tokens on: see {OUT}/schemathesis-auth.log"
+        )
         figures["server_5xx"] = _count_5xx(server)
         figures["ready_after"] = server.status("/readyz") == 200
         log = server.log.read_bytes()
