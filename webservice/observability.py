@@ -22,6 +22,9 @@ from webservice import metrics
 from webservice.middleware import AfterClose
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# Set by `webservice.auth.BearerAuth` to the caller's name; absent when no token was needed.
+CALLER = "oncology.caller"
+ANONYMOUS = "anonymous"
 # Accepted from clients as is: up to 128 visible characters of a safe set (no spaces, quotes or
 # control characters that could forge log lines); anything else is replaced by a fresh id.
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}").fullmatch
@@ -101,9 +104,10 @@ class Observability:
         path = environ.get("PATH_INFO", "")
         endpoint = endpoint_label(path)
         method = environ.get("REQUEST_METHOD", "")
+        caller = environ.get(CALLER, ANONYMOUS)  # a name from the tokens file, never client input
         # Methods are client input: anything unusual is counted as "other", so labels stay few.
         metrics.record_request(
-            endpoint, method if method in _METHODS else "other", str(status), elapsed
+            endpoint, method if method in _METHODS else "other", str(status), elapsed, caller
         )
         if self.access_log:
             record = {
@@ -115,6 +119,7 @@ class Observability:
                 "status": status,
                 "duration_ms": round(elapsed * 1000, 3),
                 "request_id": rid,
+                "caller": caller,
                 "model_version": self.model_version,
             }
             # One write per line: lines from several workers never interleave (< PIPE_BUF).
