@@ -99,17 +99,32 @@ package: train ## Train, test and build the wheel into dist/
 bench: $(INSTALLED) ## Benchmark against the HTTP floor (BENCH_ARGS=--mlserver adds MLServer); build/bench/
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+.PHONY: interop
+interop: $(MODEL) ## tritonclient and the kserve SDK (own venv, build/interop) against the live server, V2
+	$(PY) -m ops.interop
+
 .PHONY: reliability
 reliability: $(INSTALLED) ## Soak, worker crash, reload/shutdown, bad input and bad artifacts, on loopback
 	$(PY) -m reliability.run
 
 .PHONY: security
-security: $(TOOLS) ## bandit (medium+), trivy config (HIGH/CRITICAL) and trivy's secret scan
+security: $(TOOLS) $(INSTALLED) ## bandit, trivy config and secret scans, pip-audit of the whole lock
 	$(TOOLS_BIN)/bandit -q -r oncology_model webservice ops bench reliability gunicorn.conf.py -ll
 	$(TOOLS_BIN)/trivy config --skip-check-update --severity HIGH,CRITICAL --exit-code 1 \
 		$(TRIVY_SKIP) .
 	$(TOOLS_BIN)/trivy fs --skip-db-update --skip-check-update --scanners secret --exit-code 1 \
 		$(TRIVY_SKIP) .
+	@mkdir -p build/security
+	$(PIPENV) requirements --hash --categories "packages train dev-packages" \
+		| grep -v '^-e ' > build/security/locked-requirements.txt
+	$(PYTHON) ops/audit_lock.py --pip-audit $(TOOLS_BIN)/pip-audit \
+		--requirements build/security/locked-requirements.txt \
+		--exceptions ops/vulnerability-exceptions.txt $(if $(AUDIT_STRICT),--strict)
+
+.PHONY: token
+token: $(INSTALLED) ## Make a bearer token for name=CALLER: printed once, with its line for the Secret
+	@test -n "$(name)" || { echo "set name=CALLER"; exit 2; }
+	@$(PY) -m webservice.tokens new '$(name)'
 
 .PHONY: lint
 lint: $(INSTALLED) ## ruff (lint and format) and mypy

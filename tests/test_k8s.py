@@ -14,6 +14,7 @@ import yaml
 from flask import Flask
 
 from oncology_model.integrity import bundled_artifacts_dir
+from webservice.auth import guard
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "k8s"
@@ -153,6 +154,9 @@ def test_probes_point_at_paths_the_service_serves(
         assert client.get(path).status_code == 200, (probe, path)
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        # The kubelet sends no token: with tokens on (as in k8s/), the probes must stay open.
+        assert guard(container[probe]["httpGet"]["path"]) == "open", probe
 
 
 def test_rollout_never_drops_below_wanted_and_drains_before_stopping(
@@ -258,9 +262,8 @@ def test_image_tags_name_the_model_of_the_given_folder(tmp_path: Path) -> None:
     assert f"cp -R {tmp_path}/. build/image-model/" in image
     publish = make_dry_run("publish", "registry=127.0.0.1:5000/onc", model)
     assert "docker push 127.0.0.1:5000/onc/oncology-webservice:1.2.3-0123456789ab" in publish
-    assert (
-        "docker push 127.0.0.1:5000/onc/oncology-webservice-training:1.2.3-0123456789ab" in publish
-    )
+    training = "127.0.0.1:5000/onc/oncology-webservice-training:1.2.3-0123456789ab"
+    assert f"docker push {training}" in publish
 
 
 def test_make_train_job_creates_a_job_with_the_training_image() -> None:
@@ -346,3 +349,47 @@ def test_make_rollback_undoes_the_canary_or_both_after_a_promote(
         assert commands[0].startswith("kubectl rollout undo deployments -l ")
         assert commands[1].startswith("kubectl rollout status deployments -l ")
         assert [selected_deployments(c, documents) for c in commands] == [wanted, wanted]
+def test_network_policy_admits_only_labelled_callers_and_monitoring(
+    rendered: dict[str, dict[str, Any]],
+) -> None:
+    policy = rendered["NetworkPolicy"]["spec"]
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"} and policy["egress"] == []
+    client_label = {"oncology-client": "true"}
+    sources = []
+    for rule in policy["ingress"]:
+        assert rule["from"], "a rule without `from` admits every source"
+        assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+        for peer in rule["from"]:
+            assert "ipBlock" not in peer
+            assert set(peer) in ({"podSelector"}, {"namespaceSelector"}), peer
+            selector = next(iter(peer.values()))
+            assert set(selector) == {"matchLabels"}, "no expressions that could match everything"
+            sources.append((next(iter(peer)), selector["matchLabels"]))
+    assert sorted(sources, key=str) == sorted(
+        [
+            ("podSelector", client_label),
+            ("namespaceSelector", client_label),
+            ("namespaceSelector", {"kubernetes.io/metadata.name": "monitoring"}),
+        ],
+        key=str,
+    )
+
+
+def test_tokens_come_from_a_mounted_secret_that_is_never_committed(
+    rendered: dict[str, dict[str, Any]],
+) -> None:
+    pod = rendered["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    volume = next(v for v in pod["volumes"] if "secret" in v)
+    assert volume["secret"]["secretName"] == "oncology-webservice-tokens"
+    assert volume["secret"]["defaultMode"] == 0o440
+    mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+    assert mount["readOnly"] is True
+    assert "subPath" not in mount, "a subPath mount never sees a rotated Secret"
+    for variable in ("ONCOLOGY_TOKENS_FILE", "ONCOLOGY_METRICS_TOKENS_FILE"):
+        assert Path(env[variable]).parent == Path(mount["mountPath"]), variable
+    assert "Secret" not in rendered
+    for manifest in K8S.rglob("*.yaml"):
+        for document in yaml.safe_load_all(manifest.read_text()):
+            assert document.get("kind") != "Secret", manifest

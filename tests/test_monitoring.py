@@ -238,6 +238,10 @@ def test_component_adds_monitoring_to_the_service_stack(tmp_path: Path) -> None:
     ports = {port["name"] for port in pod["spec"]["containers"][0]["ports"]}
     assert [e["port"] for e in monitor["podMetricsEndpoints"]] == ["http"] and "http" in ports
     assert monitor["podMetricsEndpoints"][0]["path"] == "/metrics"
+    # The pods protect /metrics with their metrics tokens file: Prometheus must send a token.
+    env = {e["name"] for e in pod["spec"]["containers"][0]["env"]}
+    assert "ONCOLOGY_METRICS_TOKENS_FILE" in env
+    assert monitor["podMetricsEndpoints"][0]["authorization"]["type"] == "Bearer"
     # The job name the rules select (`up{job="oncology-webservice"}`) is the pods' jobLabel.
     assert pod["metadata"]["labels"][monitor["jobLabel"]] == "oncology-webservice"
     assert 'job="oncology-webservice"' in RULES.read_text()

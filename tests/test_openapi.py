@@ -38,6 +38,15 @@ def test_every_endpoint_is_documented(client: FlaskClient) -> None:
         "/healthz",
         "/readyz",
         "/metrics",
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/{model_name}",
+        "/v2/models/{model_name}/versions/{model_version}",
+        "/v2/models/{model_name}/ready",
+        "/v2/models/{model_name}/versions/{model_version}/ready",
+        "/v2/models/{model_name}/infer",
+        "/v2/models/{model_name}/versions/{model_version}/infer",
     }
     for path, operations in paths.items():
         for method, operation in operations.items():
@@ -53,6 +62,16 @@ def test_predict_documents_every_status_it_can_return(client: FlaskClient) -> No
         responses = spec(client)["paths"][path]["post"]["responses"]
         assert set(responses) == {"200", "400", "413", "415", "422", "500", "503"}
         assert responses["422"]["schema"] == {"$ref": "#/definitions/Problem"}
+
+
+def test_open_inference_errors_are_documented_in_their_shape(client: FlaskClient) -> None:
+    for path in (
+        "/v2/models/{model_name}/infer",
+        "/v2/models/{model_name}/versions/{model_version}/infer",
+    ):
+        responses = spec(client)["paths"][path]["post"]["responses"]
+        assert set(responses) == {"200", "400", "404", "413", "500", "503"}
+        assert responses["400"]["schema"] == {"$ref": "#/definitions/InferenceError"}
 
 
 def test_every_tumor_field_has_range_description_example_and_nullability(

@@ -25,7 +25,10 @@ MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR" in os.environ
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 REQUESTS = Counter(
-    "oncology_http_requests_total", "HTTP requests answered", ["endpoint", "method", "status"]
+    "oncology_http_requests_total",
+    "HTTP requests answered (caller: a name from the tokens file, anonymous when none was needed,"
+    " unauthenticated when refused)",
+    ["endpoint", "method", "status", "caller"],
 )
 LATENCY = Histogram(
     "oncology_http_request_duration_seconds",
@@ -140,7 +143,7 @@ class Tally:
         self._lock = threading.Lock()
         self._pending: list[_Predictions] = []
         self._pending_rows = 0
-        self._requests: list[tuple[str, str, str, float]] = []
+        self._requests: list[tuple[str, str, str, float, str]] = []
         self._flusher: threading.Thread | None = None
         # Resolved once: `.labels()` costs a dict look-up and a lock on every call. This also makes
         # every (feature, value) series exist at zero from start-up, so drift monitoring sees a
@@ -158,10 +161,12 @@ class Tally:
             overflowing = self._pending_rows > self.MAX_PENDING
         self._after_add(overflowing)
 
-    def add_request(self, endpoint: str, method: str, status: str, seconds: float) -> None:
+    def add_request(
+        self, endpoint: str, method: str, status: str, seconds: float, caller: str
+    ) -> None:
         """Queue one answered request's labels and duration."""
         with self._lock:
-            self._requests.append((endpoint, method, status, seconds))
+            self._requests.append((endpoint, method, status, seconds, caller))
             overflowing = len(self._requests) > self.MAX_PENDING
         self._after_add(overflowing)
 
@@ -177,10 +182,14 @@ class Tally:
             pending, self._pending, self._pending_rows = self._pending, [], 0
             requests, self._requests = self._requests, []
         durations: dict[tuple[str, str, str], list[float]] = {}
-        for endpoint, method, status, seconds in requests:
+        callers: dict[tuple[str, str, str, str], int] = {}
+        for endpoint, method, status, seconds, caller in requests:
             durations.setdefault((endpoint, method, status), []).append(seconds)
-        for (endpoint, method, status), seconds_list in durations.items():
-            REQUESTS.labels(endpoint, method, status).inc(len(seconds_list))
+            key = (endpoint, method, status, caller)
+            callers[key] = callers.get(key, 0) + 1
+        for labels, count in callers.items():
+            REQUESTS.labels(*labels).inc(count)
+        for (endpoint, _, status), seconds_list in durations.items():
             _observe_many(LATENCY.labels(endpoint, status), np.array(seconds_list))
         if pending:
             self._count_predictions(pending)
@@ -220,9 +229,10 @@ def record_predictions(rows: np.ndarray, malignant: np.ndarray, flags: np.ndarra
     TALLY.add_predictions(rows, malignant, flags)
 
 
-def record_request(endpoint: str, method: str, status: str, seconds: float) -> None:
-    """Count one answered request: labels from fixed sets, and its duration."""
-    TALLY.add_request(endpoint, method, status, seconds)
+def record_request(endpoint: str, method: str, status: str, seconds: float, caller: str) -> None:
+    """Count one answered request: labels from fixed sets (callers: the tokens files' names),
+    and its duration."""
+    TALLY.add_request(endpoint, method, status, seconds, caller)
 
 
 def _observe_many(histogram: Histogram, values: np.ndarray) -> None:

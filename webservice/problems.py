@@ -1,4 +1,5 @@
-"""Errors as RFC 9457 problem details (`application/problem+json`), one shape for every error."""
+"""Errors as RFC 9457 problem details (`application/problem+json`), one shape for every error,
+except under /v2, where the Open Inference Protocol wants `{"error": "..."}` (application/json)."""
 
 from __future__ import annotations
 
@@ -52,10 +53,15 @@ class Problem(Exception):
     def body(self) -> bytes:
         return orjson.dumps(self.to_dict())
 
-    def response(self) -> Response:
-        return Response(
-            self.body(), STATUS_LINES[self.status], self.headers, content_type=PROBLEM_JSON
-        )
+    def answer(self, path: str) -> tuple[bytes, str]:
+        """The body and content type of this error for a request to `path`."""
+        if path == "/v2" or path.startswith("/v2/"):
+            return orjson.dumps({"error": self.detail}), "application/json"
+        return self.body(), PROBLEM_JSON
+
+    def response(self, path: str = "") -> Response:
+        body, content_type = self.answer(path)
+        return Response(body, STATUS_LINES[self.status], self.headers, content_type=content_type)
 
 
 class PhrasedResponse(FlaskResponse):

@@ -78,15 +78,30 @@ class Service:
         Shutting down never refuses a request that reached this worker: those are answered."""
         return self.loaded and not self.shutting_down
 
-    def predictions(self, rows: np.ndarray, *, explain: bool = False) -> list[dict[str, Any]]:
-        """One answer per validated row (NaN = not measured), from one engine call."""
+    @property
+    def threshold(self) -> float:
+        assert self.classifier is not None, "callers check `loaded` first"
+        return self.classifier.threshold
+
+    def scores(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Malignant probabilities (rounded) and diagnoses (True: malignant) of validated rows
+        (NaN = not measured), from one engine call, counted in the metrics."""
         assert self.classifier is not None, "callers check `loaded` first"
         malignant = self.classifier.malignant_probabilities(rows)
         flags = self.classifier.labels(malignant)
         metrics.record_predictions(rows, malignant, flags)
         # Rounded to 6 decimals: float32 inference carries no more, and answers stay readable.
-        rounded = malignant.round(6)
-        threshold, version = self.classifier.threshold, self.model_version
+        return malignant.round(6), flags
+
+    def contributions(self, rows: np.ndarray) -> np.ndarray:
+        """Each row's per-feature contributions to its malignant probability (rounded), (n, 9)."""
+        assert self.classifier is not None, "callers check `loaded` first"
+        return self.classifier.contributions(rows).round(6)
+
+    def predictions(self, rows: np.ndarray, *, explain: bool = False) -> list[dict[str, Any]]:
+        """One answer per validated row (NaN = not measured), from one engine call."""
+        rounded, flags = self.scores(rows)
+        threshold, version = self.threshold, self.model_version
         answers: list[dict[str, Any]] = [
             {
                 "prediction": "malignant" if flag else "benign",
@@ -108,7 +123,7 @@ class Service:
                     if absent
                 ]
         if explain:
-            contributions = self.classifier.contributions(rows).round(6).tolist()
+            contributions = self.contributions(rows).tolist()
             for answer, deltas in zip(answers, contributions, strict=True):
                 answer["contributions"] = dict(zip(FEATURES, deltas, strict=True))
         return answers
