@@ -45,6 +45,7 @@ from registry import registry
 from oncology_model.verify import SEED_TUMOR
 from tests.live_server import access_records, free_port, log_problems
 from tests.load import Recorder
+from webservice.tokens import new_token
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "k8s-play"
@@ -74,6 +75,9 @@ MANIFEST_TYPES = (
 )
 PACKAGES = {"podman": "podman", "catatonit": "catatonit", "runc": "runc"}
 SEED = json.dumps(SEED_TUMOR.to_dict()).encode()
+# The pod's tokens Secret, played as a host folder holding the same keys (README, "Access").
+TOKEN, TOKEN_LINE = new_token("k8s-play")
+AUTHORIZATION = {"Authorization": f"Bearer {TOKEN}"}
 BATCH = json.dumps({"tumors": [SEED_TUMOR.to_dict()] * 1000}).encode()
 
 
@@ -176,12 +180,29 @@ def service_container(deployment: dict[str, Any]) -> dict[str, Any]:
     return dict(next(c for c in containers if c["name"] == CONTAINER))
 
 
+def tokens_folder() -> Path:
+    """The tokens Secret's keys as files the pod's user can read: an API and a metrics token."""
+    folder = WORK / "tokens"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    metrics_line = new_token("k8s-play-metrics")[1]
+    for key, text in (("tokens", TOKEN_LINE + "\n"), ("metrics-tokens", metrics_line + "\n")):
+        (folder / key).write_text(text)
+        os.chown(folder / key, int(UID), int(UID))
+        (folder / key).chmod(0o440)
+    return folder
+
+
 def play_patch(deployment: dict[str, Any], image: str, port: int) -> dict[str, Any]:
     """The test-only changes: loopback host network, no ports or probes, one replica, the image."""
     played = copy.deepcopy(deployment)
     played["spec"]["replicas"] = 1
     pod = played["spec"]["template"]["spec"]
     pod["hostNetwork"] = True
+    for volume in pod["volumes"]:
+        if "secret" in volume:  # podman 4.3 plays no Secrets: the same files from a host folder
+            volume.pop("secret")
+            volume["hostPath"] = {"path": str(tokens_folder()), "type": "Directory"}
     for container in pod["containers"]:
         if container["name"] == CONTAINER:
             container["image"] = image
@@ -218,10 +239,11 @@ def kube_down(manifest: Path) -> None:
     podman("kube", "down", str(manifest), check=False)
 
 
-def http(port: int, path: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=body, headers={"Content-Type": "application/json"}
-    )
+def http(
+    port: int, path: str, body: bytes | None = None, *, token: bool = True
+) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json", **(AUTHORIZATION if token else {})}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read() or b"{}")
@@ -265,6 +287,8 @@ def check_locked_down(container: str) -> dict[str, Any]:
 
 
 def check_serving(port: int, container: str, version: str) -> None:
+    status, _ = http(port, "/v1/predictions", SEED, token=False)
+    assert status == 401, f"no token, yet HTTP {status}: the tokens Secret is not in force"
     status, body = http(port, "/v1/predictions", SEED)
     assert status == 200 and body.get("prediction") == "benign", (status, body)
     assert body.get("model_version") == version, (
@@ -343,6 +367,7 @@ def down_under_load(played: dict[str, Any], grace: float) -> dict[str, Any]:
         [("/v1/predictions/batch", BATCH), ("/v1/predictions", SEED)],
         threads=8,
         seconds=20,
+        headers=AUTHORIZATION,
     )
     thread = threading.Thread(target=recorder.run)
     thread.start()
