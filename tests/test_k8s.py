@@ -349,6 +349,8 @@ def test_make_rollback_undoes_the_canary_or_both_after_a_promote(
         assert commands[0].startswith("kubectl rollout undo deployments -l ")
         assert commands[1].startswith("kubectl rollout status deployments -l ")
         assert [selected_deployments(c, documents) for c in commands] == [wanted, wanted]
+
+
 def test_network_policy_admits_only_labelled_callers_and_monitoring(
     rendered: dict[str, dict[str, Any]],
 ) -> None:
