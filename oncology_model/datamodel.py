@@ -2,7 +2,9 @@
 
 Validation lives here, once, for every caller: the `Tumor` constructor, `Tumor.from_dict` for parsed
 JSON, and `validate_rows`, the vectorised path the web service uses for batches. All of them apply
-`score_error` and report every bad field at once in an `InvalidTumorError`.
+`score_error` and report every bad field at once in an `InvalidTumorError`. CSV cells (the batch
+endpoint, `oncology-predict`) are text: `cell_value` reads one as the value it stands for and
+`cell_error` words what is wrong with it, with the same rules.
 """
 
 from __future__ import annotations
@@ -99,6 +101,34 @@ def score_error(value: object) -> str | None:
             None if SCORE_MIN <= value <= SCORE_MAX else f"{value:g} is out of range: {SCORE_RULE}"
         )
     return f"got {_json_type(value)}: {SCORE_RULE}"
+
+
+NOT_MEASURED_CELLS = ("", "?")
+"""CSV cells that mean "not measured": empty, or `?` as in the UCI file."""
+
+
+def cell_value(text: str) -> Score | float | str:
+    """What a CSV cell stands for: None when not measured, an int or float when it is a number
+    (`5`, `5.0`; `score_error` then judges it like a JSON number), else the text itself."""
+    text = text.strip()
+    if text in NOT_MEASURED_CELLS:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def cell_error(text: str) -> str | None:
+    """The rule a CSV cell breaks as a score, or None when it is a valid score or not measured."""
+    value = cell_value(text)
+    if isinstance(value, str):
+        return f"{value!r} is not a number: {SCORE_RULE}"
+    return score_error(value)
 
 
 def _json_type(value: object) -> str:
