@@ -131,6 +131,58 @@ def cell_error(text: str) -> str | None:
     return score_error(value)
 
 
+ANSWER_COLUMNS: tuple[str, ...] = ("prediction", "malignant_probability", "imputed")
+"""The columns of a tabular answer (a DataFrame, a CSV); `imputed` joins names with `;`."""
+CONTRIBUTION_COLUMNS: tuple[str, ...] = tuple(f"contribution_{name}" for name in FEATURES)
+"""With explain, one more column per feature."""
+_PLAIN_CELLS: dict[str, float] = {
+    **{str(v): float(v) for v in range(SCORE_MIN, SCORE_MAX + 1)},
+    **dict.fromkeys(NOT_MEASURED_CELLS, math.nan),
+}
+
+
+def validate_cells(header: Sequence[str], records: Sequence[Sequence[str]]) -> np.ndarray:
+    """Validate the text records of a headered CSV (the nine feature names, in any order) and
+    return them as a float (n, 9) array, NaN where not measured.
+
+    Errors name `header.<column>` for a missing, unknown or repeated column, `row N` (from 1,
+    after the header) for a record of the wrong width and `row N.<column>` for a bad cell.
+    """
+    names = [name.strip() for name in header]
+    errors = {
+        f"header.{name}": "appears more than once" for name in set(names) if names.count(name) > 1
+    }
+    errors.update(field_errors(dict.fromkeys(names), "header."))
+    if errors:
+        raise InvalidTumorError(errors)
+    order = [names.index(name) for name in FEATURES]
+    width = len(names)
+    if all(len(record) == width for record in records):
+        ordered = operator.itemgetter(*order)
+        try:
+            flat = [_PLAIN_CELLS[cell] for record in records for cell in ordered(record)]
+            return np.array(flat, dtype=np.float64).reshape(len(records), len(FEATURES))
+        except KeyError:
+            pass  # some cell is not plainly 1..10 or empty: judged one by one below
+    rows: list[list[float]] = []
+    for number, record in enumerate(records, start=1):
+        if len(record) != width:
+            errors[f"row {number}"] = f"has {len(record)} cells; the header has {width}"
+            continue
+        row = []
+        for name, position in zip(FEATURES, order, strict=True):
+            text = record[position]
+            error = cell_error(text)
+            if error is None:
+                row.append(_as_float(cast(Score | float, cell_value(text))))
+            else:
+                errors[f"row {number}.{name}"] = error
+        rows.append(row)
+    if errors:
+        raise InvalidTumorError(errors)
+    return np.array(rows, dtype=np.float64).reshape(len(records), len(FEATURES))
+
+
 def _json_type(value: object) -> str:
     if isinstance(value, bool):
         return "a boolean"

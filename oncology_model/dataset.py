@@ -245,7 +245,9 @@ def _check_training_header(table: CsvTable) -> None:
     names = table.columns
     problems = [f"{name} appears twice" for name in UCI_COLUMNS if names.count(name) > 1]
     problems += [f"{name} is missing" for name in UCI_COLUMNS if name not in names]
-    problems += [f"{name!r} is not a column of a data set" for name in names if name not in UCI_COLUMNS]
+    problems += [
+        f"{name!r} is not a column of a data set" for name in names if name not in UCI_COLUMNS
+    ]
     if problems:
         raise DatasetError(
             f"line {table.first_line}: the header must name {ID_COLUMN}, the nine scores and "

@@ -12,14 +12,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from oncology_model.datamodel import FEATURES, SCORE_MAX, SCORE_MIN, InvalidTumorError, score_error
+from oncology_model.datamodel import (
+    ANSWER_COLUMNS,
+    CONTRIBUTION_COLUMNS,
+    FEATURES,
+    SCORE_MAX,
+    SCORE_MIN,
+    InvalidTumorError,
+    score_error,
+)
 
 if TYPE_CHECKING:
     from oncology_model.classifier import Classifier
 
-PREDICTION_COLUMNS = ("prediction", "malignant_probability", "imputed")
-"""The columns of an answer; with explain, one `contribution_<feature>` column per feature."""
-CONTRIBUTION_COLUMNS = tuple(f"contribution_{name}" for name in FEATURES)
 IMPUTED_SEPARATOR = ";"
 # The `imputed` text of each of the 512 patterns of missing scores (bit j: feature j missing).
 _IMPUTED_TEXT = np.array(
@@ -48,7 +53,9 @@ def frame_rows(frame: pd.DataFrame) -> np.ndarray:
     when labels repeat), with the rule `score_error` gives the same value anywhere else.
     """
     if not isinstance(frame, pd.DataFrame):
-        raise InvalidTumorError({"frame": f"must be a pandas DataFrame, got {type(frame).__name__}"})
+        raise InvalidTumorError(
+            {"frame": f"must be a pandas DataFrame, got {type(frame).__name__}"}
+        )
     errors = {name: "is required: a column of the frame" for name in FEATURES if name not in frame}
     if errors:
         raise InvalidTumorError(errors)
@@ -64,7 +71,9 @@ def frame_rows(frame: pd.DataFrame) -> np.ndarray:
         unique = labels.is_unique
         raise InvalidTumorError(
             {
-                f"row {labels[i]}.{name}" if unique else f"row {labels[i]} (position {i}).{name}": rule
+                f"row {labels[i]}.{name}"
+                if unique
+                else f"row {labels[i]} (position {i}).{name}": rule
                 for i, name, rule in sorted(bad, key=lambda error: error[0])
             }
         )
@@ -76,7 +85,11 @@ def _column_values(column: pd.Series, name: str, bad: list[tuple[int, str, str]]
     name, rule). Numeric columns are checked at once; others cell by cell."""
     dtype = column.dtype
     numeric = pd.api.types.is_numeric_dtype(dtype)
-    if numeric and not pd.api.types.is_bool_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype):
+    if (
+        numeric
+        and not pd.api.types.is_bool_dtype(dtype)
+        and not pd.api.types.is_complex_dtype(dtype)
+    ):
         values = column.to_numpy(dtype=np.float64, na_value=np.nan)
         with np.errstate(invalid="ignore"):
             fine = np.isnan(values) | (
@@ -114,10 +127,11 @@ def prediction_frame(classifier: Classifier, rows: np.ndarray, *, explain: bool)
     malignant = classifier.malignant_probabilities(rows) if len(rows) else np.empty(0)
     flags = classifier.labels(malignant)
     pattern = np.isnan(rows).astype(np.int64) @ _BITS if len(rows) else np.empty(0, np.int64)
+    prediction, probability, imputed = ANSWER_COLUMNS
     columns: dict[str, Any] = {
-        "prediction": np.where(flags, "malignant", "benign").astype(object),
-        "malignant_probability": malignant.round(6),
-        "imputed": _IMPUTED_TEXT[pattern],
+        prediction: np.where(flags, "malignant", "benign").astype(object),
+        probability: malignant.round(6),
+        imputed: _IMPUTED_TEXT[pattern],
     }
     if explain:
         contributions = (

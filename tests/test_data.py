@@ -94,12 +94,21 @@ def test_bad_headers_are_named(tmp_path, header: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("lines", "message"),
     [
-        (["", "1000025,5,1,1,1,2,1,3,1,1,2", "", "1000025,5,1,1,1,2,1,3,1,99,2"], "line 4: mitoses 99"),
+        (
+            ["", "1000025,5,1,1,1,2,1,3,1,1,2", "", "1000025,5,1,1,1,2,1,3,1,99,2"],
+            "line 4: mitoses 99",
+        ),
         (["1000025,5,1,1,1,2,1,3,1,1,2,7"], "line 1: expected 11 columns, found 12"),
         (["1000025,5,1,1,1,2,,3,1,1,2"], "line 1: bare_nuclei '' is not an integer"),
         (['1000025,"5,1,1,1,2,1,3,1,1,2'], "line 1: a quoted cell is not closed"),
-        (["1000025,5,1,1,1,2,1,3,1,1,2", "1000025,x,1,1,1,2,1,3,1,0,2"], "line 2: clump_thickness 'x'"),
-        (["1000025,5,1,1,1,2,1,3,1,1,2", "x,5,1,1,1,2,1,3,1,1,9"], "line 2: sample_code_number 'x'"),
+        (
+            ["1000025,5,1,1,1,2,1,3,1,1,2", "1000025,x,1,1,1,2,1,3,1,0,2"],
+            "line 2: clump_thickness 'x'",
+        ),
+        (
+            ["1000025,5,1,1,1,2,1,3,1,1,2", "x,5,1,1,1,2,1,3,1,1,9"],
+            "line 2: sample_code_number 'x'",
+        ),
     ],
 )
 def test_errors_name_the_physical_line_and_the_first_bad_cell(

@@ -36,7 +36,9 @@ def json_tumors(frame: pd.DataFrame) -> list[dict[str, int | None]]:
 def test_frame_answers_equal_the_json_api(classifier: Classifier, client: FlaskClient) -> None:
     frame = tumors_frame()
     answers = classifier.predict_frame(frame, explain=True)
-    response = client.post("/v1/predictions/batch?explain=true", json={"tumors": json_tumors(frame)})
+    response = client.post(
+        "/v1/predictions/batch?explain=true", json={"tumors": json_tumors(frame)}
+    )
     expected = response.get_json()["predictions"]
     assert answers.index.equals(frame.index)
     assert list(answers.columns[:3]) == ["prediction", "malignant_probability", "imputed"]
@@ -111,7 +113,11 @@ def test_repeated_labels_are_told_apart_by_position(classifier: Classifier) -> N
 
 
 def test_missing_columns_are_named(classifier: Classifier) -> None:
-    frame = pd.DataFrame([SEED_JSON]).drop(columns=["mitoses"]).rename(columns={"clump_thickness": "ct"})
+    frame = (
+        pd.DataFrame([SEED_JSON])
+        .drop(columns=["mitoses"])
+        .rename(columns={"clump_thickness": "ct"})
+    )
     with pytest.raises(InvalidTumorError) as caught:
         classifier.predict_frame(frame)
     assert set(caught.value.errors) == {"mitoses", "clump_thickness"}
@@ -134,5 +140,7 @@ def test_serving_never_imports_pandas() -> None:
         "assert response.status_code == 200, response.data\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pandas'))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"

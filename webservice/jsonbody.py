@@ -14,32 +14,41 @@ JSON_TYPES = ("application/json",)
 BODY_CONSUMED = "oncology.body_consumed"
 
 
-def read_json(environ: dict[str, Any], max_bytes: int) -> Any:
-    """The parsed JSON body, or a Problem: 415 for another content type, 400 for bad JSON,
-    413 for a chunked body over `max_bytes` (a declared length was checked by `BodyLimit`)."""
+def read_json(environ: dict[str, Any], max_bytes: int, *, csv_too: bool = False) -> Any:
+    """The parsed JSON body, or a Problem: 415 for another content type (naming text/csv too
+    where the endpoint takes it), 400 for bad JSON, 413 for a chunked body over `max_bytes`."""
     content_type = environ.get("CONTENT_TYPE", "")
     mimetype = content_type.split(";", 1)[0].strip().lower()
     if mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
+        wanted = "application/json or text/csv" if csv_too else "application/json"
         raise Problem(
             415,
-            "The body must be JSON: send it with 'Content-Type: application/json' "
-            f"(got {content_type or 'no Content-Type'}).",
-            {"Content-Type": "must be application/json"},
+            f"The body must be {'JSON or CSV' if csv_too else 'JSON'}: send it with "
+            f"'Content-Type: {wanted}' (got {content_type or 'no Content-Type'}).",
+            {"Content-Type": f"must be {wanted}"},
             kind="unsupported-media-type",
         )
-    stream = environ["wsgi.input"]
-    length = environ.get("CONTENT_LENGTH")
-    if length and length.isdigit():
-        data = stream.read(int(length))
-        environ[BODY_CONSUMED] = True
-    else:  # chunked: no length was declared, so read one byte past the limit to notice it
-        data = stream.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise body_too_large(max_bytes)
+    data = read_body(environ, max_bytes)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         return _strict_fallback(data, str(exc))
+
+
+def read_body(environ: dict[str, Any], max_bytes: int) -> bytes:
+    """The body's bytes: as declared (`BodyLimit` checked the length), or a chunked body read up
+    to `max_bytes` (413 past it)."""
+    stream = environ["wsgi.input"]
+    length = environ.get("CONTENT_LENGTH")
+    if length and length.isdigit():
+        data: bytes = stream.read(int(length))
+        environ[BODY_CONSUMED] = True
+        return data
+    # chunked: no length was declared, so read one byte past the limit to notice it
+    data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise body_too_large(max_bytes)
+    return data
 
 
 def body_too_large(max_bytes: int, declared: int | None = None) -> Problem:

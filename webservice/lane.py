@@ -7,7 +7,7 @@ from functools import partial
 from typing import Any
 
 from webservice.middleware import WSGIApp
-from webservice.predicting import answer_batch, answer_single
+from webservice.predicting import Answer, answer_batch, answer_single
 from webservice.problems import PROBLEM_JSON, as_problem
 from webservice.service import Service
 
@@ -23,7 +23,7 @@ class PredictionLane:
 
     def __init__(self, app: WSGIApp, service: Service, *, max_bytes: int, max_batch: int) -> None:
         self.app = app
-        self.routes: dict[str, Callable[[dict[str, Any]], bytes]] = {
+        self.routes: dict[str, Callable[[dict[str, Any]], Answer]] = {
             "/v1/predictions": partial(answer_single, service=service, max_bytes=max_bytes),
             "/v1/predictions/batch": partial(
                 answer_batch, service=service, max_bytes=max_bytes, max_batch=max_batch
@@ -35,14 +35,14 @@ class PredictionLane:
         if handler is None or environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
         try:
-            body = handler(environ)
+            body, content_type = handler(environ)
         except Exception as error:
             problem = as_problem(error, "POST", environ.get("PATH_INFO", ""))
             body = problem.body()
             headers = [("Content-Type", PROBLEM_JSON), *problem.headers.items()]
             start_response(f"{problem.status} {problem.title}", headers + _length(body))
             return [body]
-        start_response("200 OK", [("Content-Type", "application/json"), *_length(body)])
+        start_response("200 OK", [("Content-Type", content_type), *_length(body)])
         return [body]
 
 

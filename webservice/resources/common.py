@@ -65,6 +65,12 @@ def service_with_model() -> Service:
     return with_model(service())
 
 
+def answer_response(answer: tuple[bytes, str]) -> Response:
+    """A 200 answer from a body and its Content-Type (`webservice.predicting.Answer`)."""
+    body, content_type = answer
+    return Response(body, 200, content_type=content_type)
+
+
 def json_response(content: Any) -> Response:
     """A 200 JSON answer from content or from already serialised bytes."""
     body = content if isinstance(content, bytes) else orjson.dumps(content)

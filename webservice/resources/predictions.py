@@ -10,7 +10,8 @@ from flask_restx import Namespace, Resource, fields
 from oncology_model.datamodel import FEATURE_DESCRIPTIONS, FEATURES, SCORE_MAX, SCORE_MIN
 from oncology_model.verify import SEED_TUMOR
 from webservice.predicting import answer_batch, answer_single
-from webservice.resources.common import document_errors, json_response, service
+from webservice.problems import PROBLEM_JSON
+from webservice.resources.common import answer_response, document_errors, service
 
 ns = Namespace("predictions", path="/v1/predictions", description="Diagnose tumors")
 
@@ -130,19 +131,33 @@ class Predictions(Resource):
     def post(self) -> Any:
         """Diagnose one tumor from its nine cytology scores."""
         max_bytes = current_app.config["MAX_BODY_BYTES"]
-        return json_response(answer_single(request.environ, service(), max_bytes=max_bytes))
+        return answer_response(answer_single(request.environ, service(), max_bytes=max_bytes))
+
+
+# The batch endpoint answers JSON or CSV (see `webservice.csvbody`); errors are problem+json.
+# It takes CSV too, said in its description: OpenAPI 2.0 gives one body schema for all media
+# types, and schema-driven clients would send the JSON-shaped body as text/csv.
+BATCH_PRODUCES = ["application/json", "text/csv", PROBLEM_JSON]
 
 
 @ns.route("/batch")
 class PredictionBatch(Resource):
-    @ns.doc("predict_batch", params=EXPLAIN)
+    @ns.doc("predict_batch", params=EXPLAIN, produces=BATCH_PRODUCES)
     @ns.expect(batch_request_model)
     @ns.response(200, "The diagnoses, in the order of the tumors", batch_response_model)
     @document_errors(ns, 400, 413, 415, 422, 500, 503)
     def post(self) -> Any:
-        """Diagnose up to 10,000 tumors in one call."""
+        """Diagnose up to 10,000 tumors in one call.
+
+        The tumors come as JSON (the schema below) or as `text/csv`: a header row of the nine
+        feature names, in any order, then one row per tumor, an empty cell where a score was not
+        measured. `Accept: text/csv` gives the answers as CSV, one row per tumor in order, with
+        the columns prediction, malignant_probability and imputed (the imputed names joined by
+        `;`), and contribution_<feature> with explain. A bad CSV cell is named
+        `row N.<column>`, rows counted from 1 after the header; errors are problem+json.
+        """
         config = current_app.config
-        return json_response(
+        return answer_response(
             answer_batch(
                 request.environ,
                 service(),

@@ -1,0 +1,163 @@
+"""CSV on POST /v1/predictions/batch: the same answers, validation, limits and errors as JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+
+from oncology_model import FEATURES
+from webservice import create_app
+
+from .conftest import SEED_JSON
+from .test_api import problem
+from .test_frames import json_tumors, tumors_frame
+
+CSV_HEADERS = {"Content-Type": "text/csv", "Accept": "text/csv"}
+
+
+def as_csv(tumors: list[dict[str, Any]], order: list[str] | None = None) -> str:
+    names = order or list(FEATURES)
+    lines = [",".join(names)]
+    lines += [",".join("" if t[n] is None else str(t[n]) for n in names) for t in tumors]
+    return "\n".join(lines) + "\n"
+
+
+def read_answer(response: Any) -> list[dict[str, str]]:
+    assert response.status_code == 200, response.data
+    assert response.content_type == "text/csv; charset=utf-8"
+    return list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+
+
+@pytest.mark.parametrize("explain", [False, True])
+def test_csv_answers_equal_the_json_answers(client: FlaskClient, explain: bool) -> None:
+    tumors = json_tumors(tumors_frame(500))
+    query = "?explain=true" if explain else ""
+    expected = client.post(f"/v1/predictions/batch{query}", json={"tumors": tumors}).get_json()
+    order = list(reversed(FEATURES))  # columns in any order
+    rows = read_answer(
+        client.post(
+            f"/v1/predictions/batch{query}", data=as_csv(tumors, order), headers=CSV_HEADERS
+        )
+    )
+    assert len(rows) == len(tumors)
+    for row, answer in zip(rows, expected["predictions"], strict=True):
+        assert row["prediction"] == answer["prediction"]
+        assert float(row["malignant_probability"]) == answer["probabilities"]["malignant"]
+        assert row["imputed"] == ";".join(answer["imputed"])
+        if explain:
+            assert [float(row[f"contribution_{n}"]) for n in FEATURES] == list(
+                answer["contributions"].values()
+            )
+        else:
+            assert "contribution_mitoses" not in row
+
+
+def test_csv_in_json_out_and_json_in_csv_out(client: FlaskClient) -> None:
+    tumors = [SEED_JSON, {**SEED_JSON, "bare_nuclei": None}]
+    expected = client.post("/v1/predictions/batch", json={"tumors": tumors}).get_json()
+    response = client.post("/v1/predictions/batch", data=as_csv(tumors), content_type="text/csv")
+    assert response.content_type == "application/json"
+    assert response.get_json() == expected
+    rows = read_answer(
+        client.post(
+            "/v1/predictions/batch", json={"tumors": tumors}, headers={"Accept": "text/csv"}
+        )
+    )
+    assert [r["imputed"] for r in rows] == ["", "bare_nuclei"]
+    preferred = client.post(
+        "/v1/predictions/batch", json={"tumors": tumors},
+        headers={"Accept": "text/csv;q=0.5, application/json"},
+    )  # fmt: skip
+    assert preferred.content_type == "application/json"
+
+
+def test_csv_body_with_bom_crlf_quotes_and_question_marks(client: FlaskClient) -> None:
+    body = '\ufeff"' + '","'.join(FEATURES) + '"\r\n' + "5,1,1,1,2,?,3,1,1\r\n\r\n"
+    rows = read_answer(
+        client.post("/v1/predictions/batch", data=body.encode(), headers=CSV_HEADERS)
+    )
+    assert [r["imputed"] for r in rows] == ["bare_nuclei"]
+
+
+def test_bad_cells_are_named_by_row_and_column_all_at_once(client: FlaskClient) -> None:
+    good = ",".join(["1"] * 9)
+    body = "\n".join(
+        [",".join(FEATURES), good, "0,1,1,1,1,1,1,1,x", good, "1,1", "1,1,1,1,1,1,1,1,2.5"]
+    )
+    response = client.post("/v1/predictions/batch", data=body, headers=CSV_HEADERS)
+    errors = problem(response, 422)["errors"]
+    assert set(errors) == {"row 2.clump_thickness", "row 2.mitoses", "row 4", "row 5.mitoses"}
+    assert "out of range" in errors["row 2.clump_thickness"]
+    assert "'x' is not a number" in errors["row 2.mitoses"]
+    assert errors["row 4"] == "has 2 cells; the header has 9"
+    assert "not a whole number" in errors["row 5.mitoses"]
+
+
+def test_bad_headers_are_named(client: FlaskClient) -> None:
+    names = [*FEATURES[:-1], "mitosis", "clump_thickness"]
+    body = ",".join(names) + "\n" + ",".join(["1"] * 10) + "\n"
+    errors = problem(client.post("/v1/predictions/batch", data=body, headers=CSV_HEADERS), 422)[
+        "errors"
+    ]
+    assert set(errors) == {"header.mitosis", "header.mitoses", "header.clump_thickness"}
+    assert errors["header.mitoses"] == "is required"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "key"),
+    [
+        (b"", 400, "body"),
+        (b"\xff\xfe", 400, "body"),
+        (",".join(FEATURES).encode() + b"\n", 422, "rows"),
+        (b'"unclosed\n', 400, "body"),
+    ],
+)
+def test_empty_or_broken_csv_bodies(
+    client: FlaskClient, body: bytes, status: int, key: str
+) -> None:
+    assert (
+        key
+        in problem(client.post("/v1/predictions/batch", data=body, headers=CSV_HEADERS), status)[
+            "errors"
+        ]
+    )
+
+
+def test_csv_limits_are_the_json_limits(tmp_path: Any) -> None:
+    app = create_app({"TESTING": True, "MAX_BATCH": 3, "MAX_BODY_BYTES": 2000})
+    client = app.test_client()
+    body = as_csv([SEED_JSON] * 4)
+    assert (
+        "4 rows"
+        in problem(client.post("/v1/predictions/batch", data=body, headers=CSV_HEADERS), 422)[
+            "errors"
+        ]["rows"]
+    )
+    big = as_csv([SEED_JSON] * 3) + "\n" * 2000
+    problem(client.post("/v1/predictions/batch", data=big, headers=CSV_HEADERS), 413)
+
+
+def test_other_types_are_415_naming_both(client: FlaskClient) -> None:
+    response = client.post("/v1/predictions/batch", data="x", content_type="text/plain")
+    assert "text/csv" in problem(response, 415)["detail"]
+
+
+def test_flask_resource_answers_csv_exactly_as_the_lane(app: Any) -> None:
+    from werkzeug.test import Client
+
+    from webservice.lane import PredictionLane
+
+    layer = app.wsgi_app
+    while not isinstance(layer, PredictionLane):
+        layer = layer.app
+    body = as_csv([SEED_JSON, {**SEED_JSON, "mitoses": None}])
+    through_lane = app.test_client().post("/v1/predictions/batch", data=body, headers=CSV_HEADERS)
+    through_flask = Client(layer.app).post("/v1/predictions/batch", data=body, headers=CSV_HEADERS)
+    assert through_lane.headers["Content-Type"] == through_flask.headers["Content-Type"]
+    assert through_lane.get_data() == through_flask.get_data()
+    assert np.isfinite([float(r["malignant_probability"]) for r in read_answer(through_lane)]).all()
