@@ -119,6 +119,12 @@ train-job: ## Run the training Job in the cluster with $(training_tag):$(version
 	kubectl set image --local -f k8s/training/job.yaml training=$(training_tag):$(version) -o yaml \
 		| kubectl create -f -
 
+.PHONY: batch-job
+batch-job: ## Score the input volume's cases.csv into the output volume, with $(training_tag):$(version)
+	kubectl apply -f k8s/batch/volumes.yaml -f k8s/batch/network-policy.yaml
+	kubectl set image --local -f k8s/batch/job.yaml scoring=$(training_tag):$(version) -o yaml \
+		| kubectl create -f -
+
 .PHONY: image-test
 image-test: ## Build the images for real and run the container read-only (starts dockerd if needed)
 	$(PYTHON) ops/image_test.py --image $(tag):$(version) --training-image $(training_tag):$(version) \
