@@ -90,7 +90,7 @@ def _column_values(column: pd.Series, name: str, bad: list[tuple[int, str, str]]
         and not pd.api.types.is_bool_dtype(dtype)
         and not pd.api.types.is_complex_dtype(dtype)
     ):
-        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        values: np.ndarray = column.to_numpy(dtype=np.float64, na_value=np.nan)
         with np.errstate(invalid="ignore"):
             fine = np.isnan(values) | (
                 (values >= SCORE_MIN) & (values <= SCORE_MAX) & (values == np.floor(values))

@@ -138,13 +138,6 @@ def test_a_header_without_every_feature_is_refused(
     assert "mitoses is missing" in capsys.readouterr().err
 
 
-def run_cli(source: Path, stderr: int) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "oncology_model.scoring", str(source)],
-        stdout=subprocess.PIPE, stderr=stderr, check=True,
-    )  # fmt: skip
-
-
 def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
     source = tmp_path / "cases.data"
     generate(source, 300)
@@ -155,10 +148,8 @@ def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
     assert b"\r" not in piped.stderr and len(piped.stdout.splitlines()) == 301
     controller, terminal = pty.openpty()
     try:
-        subprocess.run(
-            [sys.executable, "-m", "oncology_model.scoring", str(source), "-o", str(tmp_path / "o")],
-            stderr=terminal, check=True,
-        )  # fmt: skip
+        command = [sys.executable, "-m", "oncology_model.scoring", str(source)]
+        subprocess.run([*command, "-o", str(tmp_path / "o")], stderr=terminal, check=True)
         shown = os.read(controller, 65536)
     finally:
         os.close(controller)

@@ -32,7 +32,8 @@ CSV_ANSWER = "text/csv; charset=utf-8"
 
 def is_csv(environ: dict[str, Any]) -> bool:
     """The request body is CSV (`text/csv`, any parameters)."""
-    return environ.get("CONTENT_TYPE", "")[:8].lower() == CSV_TYPE
+    content_type: str = environ.get("CONTENT_TYPE", "")
+    return content_type[:8].lower() == CSV_TYPE
 
 
 def wants_csv(environ: dict[str, Any]) -> bool:
