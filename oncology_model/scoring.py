@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -37,6 +37,10 @@ from oncology_model.datamodel import (
     cell_value,
 )
 from oncology_model.integrity import ArtifactError
+
+if TYPE_CHECKING:  # pandas comes with these; main() checks it is installed before importing them
+    from oncology_model.classifier import Classifier
+    from oncology_model.dataset import Block, CsvTable
 
 SHOWN_ERRORS = 10
 
@@ -113,7 +117,9 @@ def feature_positions(columns: list[str]) -> list[int]:
 class Scorer:
     """Scores a `CsvTable` block by block into CSV, verbatim records with answers appended."""
 
-    def __init__(self, classifier: Any, table: Any, positions: list[int], *, explain: bool) -> None:
+    def __init__(
+        self, classifier: Classifier, table: CsvTable, positions: list[int], *, explain: bool
+    ) -> None:
         self.classifier = classifier
         self.table = table
         self.positions = positions
@@ -156,7 +162,7 @@ class Scorer:
             progress.clear()
         return scored, rejected, time.perf_counter() - started
 
-    def block_rows(self, block: Any) -> tuple[np.ndarray, list[tuple[int, int, str, bytes]]]:
+    def block_rows(self, block: Block) -> tuple[np.ndarray, list[tuple[int, int, str, bytes]]]:
         """The block's scores (n, 9), and its bad records: (row or -1, line, reason, record)."""
         from oncology_model.dataset import converted
 

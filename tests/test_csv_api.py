@@ -9,8 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from oncology_model import FEATURES
+from oncology_model import FEATURES, InvalidTumorError
+from oncology_model.datamodel import cell_error, cell_value, validate_cells
 from webservice import create_app
 
 from .conftest import SEED_JSON
@@ -161,3 +164,36 @@ def test_flask_resource_answers_csv_exactly_as_the_lane(app: Any) -> None:
     assert through_lane.headers["Content-Type"] == through_flask.headers["Content-Type"]
     assert through_lane.get_data() == through_flask.get_data()
     assert np.isfinite([float(r["malignant_probability"]) for r in read_answer(through_lane)]).all()
+
+
+CELLS = st.one_of(
+    st.sampled_from(
+        ["", "?", " 3 ", "5.0", "05", "2.5", "11", "0", "-1", "x", "nan", "inf", "1e1"]
+    ),
+    st.integers(1, 10).map(str),
+    st.text(max_size=3),
+)
+
+
+@given(st.lists(st.lists(CELLS, min_size=9, max_size=9), min_size=1, max_size=6))
+@settings(max_examples=150, deadline=None)
+def test_csv_validation_agrees_with_the_cell_rule(records: list[list[str]]) -> None:
+    """`validate_cells` (with its fast path) accepts exactly what `cell_error` accepts, with the
+    values `cell_value` gives, and names every bad cell."""
+    expected = {
+        f"row {n}.{name}": error
+        for n, record in enumerate(records, start=1)
+        for name, text in zip(FEATURES, record, strict=True)
+        if (error := cell_error(text)) is not None
+    }
+    try:
+        rows = validate_cells(list(FEATURES), records)
+    except InvalidTumorError as exc:
+        assert exc.errors == expected
+        return
+    assert not expected
+    values = [[cell_value(text) for text in record] for record in records]
+    assert np.array_equal(
+        rows, np.array([[np.nan if v is None else v for v in r] for r in values], float),
+        equal_nan=True,
+    )  # fmt: skip
