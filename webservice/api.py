@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, request
 from flask_restx import Api
 from werkzeug.exceptions import HTTPException
@@ -10,6 +12,7 @@ from werkzeug.wrappers import Response
 from webservice.jsonbody import body_too_large
 from webservice.problems import PROBLEM_JSON, Problem, as_problem
 from webservice.resources import model, operations, predictions
+from webservice.resources.predictions import BATCH_CONSUMES
 
 DESCRIPTION = (
     "Breast-cancer classifier for the nine cytology scores of the UCI Wisconsin (original) data. "
@@ -23,6 +26,14 @@ class ProblemApi(Api):
 
     def handle_error(self, e: Exception) -> Response:
         return problem_response(e)
+
+    @property
+    def __schema__(self) -> dict[str, Any]:
+        """The OpenAPI document, with what the batch endpoint consumes (flask-restx documents
+        only an operation's "produces")."""
+        schema: dict[str, Any] = super().__schema__
+        schema["paths"]["/v1/predictions/batch"]["post"]["consumes"] = BATCH_CONSUMES
+        return schema
 
 
 def problem_response(error: BaseException) -> Response:

@@ -134,10 +134,10 @@ class Predictions(Resource):
         return answer_response(answer_single(request.environ, service(), max_bytes=max_bytes))
 
 
-# The batch endpoint answers JSON or CSV (see `webservice.csvbody`); errors are problem+json.
-# It takes CSV too, said in its description: OpenAPI 2.0 gives one body schema for all media
-# types, and schema-driven clients would send the JSON-shaped body as text/csv.
-BATCH_PRODUCES = ["application/json", "text/csv", PROBLEM_JSON]
+# The batch endpoint takes and answers JSON or CSV (see `webservice.csvbody`); errors are
+# problem+json. OpenAPI 2.0 has one body schema for all media types: the JSON one.
+BATCH_CONSUMES = ["application/json", "text/csv"]
+BATCH_PRODUCES = [*BATCH_CONSUMES, PROBLEM_JSON]
 
 
 @ns.route("/batch")
