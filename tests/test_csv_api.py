@@ -197,3 +197,12 @@ def test_csv_validation_agrees_with_the_cell_rule(records: list[list[str]]) -> N
         rows, np.array([[np.nan if v is None else v for v in r] for r in values], float),
         equal_nan=True,
     )  # fmt: skip
+
+
+def test_openapi_documents_csv_on_the_batch_endpoint(client: FlaskClient) -> None:
+    operation = client.get("/swagger.json").get_json()["paths"]["/v1/predictions/batch"]["post"]
+    assert operation["consumes"] == ["application/json", "text/csv"]
+    assert {"application/json", "text/csv", "application/problem+json"} == set(
+        operation["produces"]
+    )
+    assert "text/csv" in operation["description"]
