@@ -206,3 +206,21 @@ def test_openapi_documents_csv_on_the_batch_endpoint(client: FlaskClient) -> Non
         operation["produces"]
     )
     assert "text/csv" in operation["description"]
+
+
+def test_csv_batches_and_rejections_are_counted_like_json(client: FlaskClient) -> None:
+    from .test_observability import delta, scrape
+
+    before = scrape(client)
+    client.post("/v1/predictions/batch", data=as_csv([SEED_JSON] * 3), headers=CSV_HEADERS)
+    body = ",".join(FEATURES) + ",mitosis\n" + "1," * 9 + "1\n"
+    client.post("/v1/predictions/batch", data=body, headers=CSV_HEADERS)
+    bad = ",".join(FEATURES) + "\n" + "1," * 8 + "11\n1,1\n"
+    client.post("/v1/predictions/batch", data=bad, headers=CSV_HEADERS)
+    after = scrape(client)
+    assert delta(before, after, 'oncology_predictions_total{prediction="benign"}') == 3
+    assert delta(before, after, "oncology_batch_size_count") == 3
+    rejected = 'oncology_rejected_values_total{field="%s"}'
+    assert delta(before, after, rejected % "unknown_field") == 1  # header.mitosis
+    assert delta(before, after, rejected % "mitoses") == 1  # row 1.mitoses
+    assert delta(before, after, rejected % "rows") == 1  # row 2: wrong width
