@@ -1,5 +1,6 @@
 # Multi-stage build of the oncology web service.
-#   builder: installs the locked dependencies, trains the model (deterministic, ~20 s), builds the wheel
+#   builder: installs the locked dependencies, takes the model given to `make image model=DIR`
+#            (verified) or trains it (deterministic, ~20 s), builds the wheel around it
 #   training: the builder's training environment as a non-root image, for the Kubernetes training Job
 #   runtime (last, the default): only what serving needs, as a fixed non-root UID, read-only friendly
 ARG BASE_IMAGE=python:3.11-slim-bookworm
@@ -21,25 +22,35 @@ RUN /opt/pipenv/bin/pipenv requirements --hash --categories packages > serve.txt
     && /opt/venv/bin/pip install --quiet --require-hashes -r serve.txt
 COPY pyproject.toml README.md ./
 COPY oncology_model ./oncology_model
-RUN /opt/train/bin/pip install --quiet --no-deps --no-build-isolation --editable . \
-    && /opt/train/bin/oncology-train --report /src/build/report \
-    && /opt/train/bin/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir /dist . \
+# `make image model=DIR` stages DIR's artifacts here; left empty, the build trains as it always has.
+COPY build/image-model /model
+# The model version the image is tagged with (make image reads it from the artifacts' metadata).
+ARG MODEL_VERSION=""
+RUN test -n "$MODEL_VERSION" || { echo "build with make image (--build-arg MODEL_VERSION)"; exit 1; } \
+    && /opt/train/bin/pip install --quiet --no-deps --no-build-isolation --editable . \
+    && if [ -n "$(ls -A /model)" ]; then /opt/train/bin/oncology-verify --artifacts /model; \
+       else /opt/train/bin/oncology-train --out /model --report /src/build/report; fi \
+    && /opt/train/bin/python -m oncology_model.release --artifacts /model --wheel-dir /dist \
+        --expect-version "$MODEL_VERSION" \
     && /opt/venv/bin/pip install --quiet --no-deps /dist/oncology_model-*.whl \
     && /opt/venv/bin/pip uninstall --quiet --yes pip setuptools \
     && find /opt/venv -depth -type d -name tests -prune -exec rm -rf {} +
 
 FROM builder AS training
+# The Job mounts its data at /data (one or more UCI files, or with a header row) and its output at
+# /out: artifacts, report, and the wheel carrying exactly those artifacts.
 # matplotlib (the report's plots) needs a writable config folder: /tmp is an emptyDir in the Job.
 ENV MPLCONFIGDIR=/tmp/matplotlib
 USER 10001:10001
 ENTRYPOINT ["/opt/train/bin/oncology-train"]
-CMD ["--out", "/out/artifacts", "--report", "/out/report"]
+CMD ["--data", "/data", "--out", "/out/artifacts", "--report", "/out/report", "--wheel-dir", "/out/dist"]
 
 FROM ${BASE_IMAGE} AS runtime
-ARG VERSION=unknown
+# The model version this image serves (checked against the artifacts in the builder).
+ARG MODEL_VERSION=""
 LABEL org.opencontainers.image.title="oncology-webservice" \
       org.opencontainers.image.description="Breast-cancer classifier REST API (research example, not a medical device)" \
-      org.opencontainers.image.version="${VERSION}"
+      org.opencontainers.image.version="${MODEL_VERSION}"
 RUN groupadd --gid 10001 app \
     && useradd --uid 10001 --gid 10001 --no-log-init --no-create-home --shell /usr/sbin/nologin app
 COPY --from=builder /opt/venv /opt/venv

@@ -5,51 +5,88 @@ PYTHON ?= python3
 PIPENV := PIPENV_VENV_IN_PROJECT=1 PIPENV_VERBOSITY=-1 $(PYTHON) -m pipenv
 VENV := .venv
 PY := $(VENV)/bin/python
+# Two installs into the same .venv: what serving needs (`make run`), then everything else.
+SERVING := $(VENV)/.serving
 INSTALLED := $(VENV)/.installed
-MODEL := oncology_model/artifacts/model.onnx
-TRAINING_INPUTS := oncology_model/data/breast-cancer-wisconsin.data oncology_model/training.py \
-	oncology_model/dataset.py oncology_model/datamodel.py
+ARTIFACTS := oncology_model/artifacts
+# The training date written into the committed metadata.json, fixed so that `make train` and the
+# reproducibility test (tests/test_training.py) give byte-identical artifacts; change it when you
+# retrain on purpose. 1795219200 is 2026-11-21T00:00:00Z.
+MODEL_DATE_EPOCH := 1795219200
 
 version := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+# The model an image is built around: a training output folder (`make image model=DIR`); without
+# it, the bundled model (the image build trains it again, deterministically).
+model ?=
+model_dir := $(or $(model),oncology_model/artifacts)
+# Image tags name the model: its version from metadata.json, `+` replaced by `-`
+# (1.0.0+612cf7af8850 -> oncology-webservice:1.0.0-612cf7af8850). image, publish, deploy and
+# train-job all use image_version; set it on the command line to deploy a tag without the artifacts.
+model_version = $(shell $(PYTHON) -c 'import json, sys; print(json.load(open(sys.argv[1]))["model_version"])' $(model_dir)/metadata.json 2>/dev/null)
+image_version = $(subst +,-,$(model_version))
 # Images and rollout (`make image deploy tag=registry/oncology-webservice team_label=oncology`).
 tag ?= oncology-webservice
 training_tag ?= $(tag)-training
 team_label ?= oncology
 registry ?=
 base_image ?= python:3.11-slim-bookworm
+# Extra `docker build` flags, e.g. DOCKER_BUILD_FLAGS="--network host" (the image test sets it).
+DOCKER_BUILD_FLAGS ?=
 # Linters and validators for the image and manifests, kept out of the app's environment.
+# Where `make image` puts the artifacts of model=DIR for the build (empty: the build trains).
+MODEL_STAGE := build/image-model
 TOOLS := .tools/.installed
 TOOLS_BIN := .tools/bin
 TRIVY_SKIP := --skip-dirs .venv --skip-dirs .tools --skip-dirs build --skip-dirs dist --skip-dirs .git
 
 .DEFAULT_GOAL := help
 
+# Variables whose values `make help` shows in place of their names.
+HELP_VARIABLES := tag training_tag version image_version model_dir team_label registry base_image
+
 .PHONY: help
 help: ## Show this help
-	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+	@if [ -t 1 ]; then colour='\033[36m'; plain='\033[0m'; else colour=; plain=; fi; \
+	grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	sed $(foreach v,$(HELP_VARIABLES),-e 's|$$($(v))|$($(v))|g') | \
+	awk -v on="$$colour" -v off="$$plain" \
+		'BEGIN {FS = ":.*?## "}; {printf "  %s%-14s%s %s\n", on, $$1, off, $$2}'
 
 .PHONY: install
-install: $(INSTALLED) ## Create .venv from Pipfile.lock (installs pipenv if missing)
+install: $(INSTALLED) ## Create .venv from Pipfile.lock: serving, training, test and lint tools
 
-$(INSTALLED): Pipfile.lock pyproject.toml
-	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pipenv
-	$(PIPENV) sync --categories "packages train dev-packages"
+$(SERVING): Pipfile.lock pyproject.toml
+	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || { \
+		echo "==> Installing pipenv for $(PYTHON) (once)"; $(PYTHON) -m pip install --quiet pipenv; }
+	@echo "==> Installing what serving needs into $(VENV) from Pipfile.lock: numpy, onnxruntime, \
+	flask, flask-restx, gunicorn, orjson, prometheus-client (about 15 s)"
+	@$(PIPENV) sync --categories packages
+	@echo "==> Installing this project (oncology_model, webservice) into $(VENV), editable"
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --editable .
+	@touch $@
+
+$(INSTALLED): $(SERVING)
+	@echo "==> Installing training, test and lint tools into $(VENV) from Pipfile.lock: \
+	scikit-learn, pandas, matplotlib, pytest, schemathesis, playwright, ruff, \
+	mypy... (about 60 s)"
+	@$(PIPENV) sync --categories "packages train dev-packages"
 	@touch $@
 
 .PHONY: train
-train: $(INSTALLED) ## Train, evaluate and export the model (report in build/report/)
-	$(PY) -m oncology_model.training
-
-$(MODEL): $(TRAINING_INPUTS) | $(INSTALLED)
-	$(PY) -m oncology_model.training
+train: $(INSTALLED) ## Train, evaluate and export the bundled model (report in build/report/)
+	@echo "==> Training into $(ARTIFACTS) (2 candidates x 5 repeats x 5 folds, then the \
+	chosen one on all rows; about 40 s); report in build/report"
+	SOURCE_DATE_EPOCH=$(MODEL_DATE_EPOCH) PYTHONUNBUFFERED=1 $(PY) -m oncology_model.training \
+		--out $(ARTIFACTS) --report build/report
 
 .PHONY: run
-run: $(MODEL) ## Serve the API with gunicorn on http://127.0.0.1:8080 (HOST, PORT, WORKERS from the env)
+run: $(SERVING) ## Serve the API with gunicorn on http://127.0.0.1:8080 (HOST, PORT, WORKERS from the env)
+	@echo "==> Starting gunicorn on http://$${HOST:-127.0.0.1}:$${PORT:-8080} (Swagger UI at /docs); \
+	Ctrl-C stops it"
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py 'webservice:create_app()'
 
 .PHONY: test
-test: $(MODEL) ## Run the test suite
+test: $(INSTALLED) ## Run the test suite
 	$(PY) -m pytest
 
 .PHONY: package
@@ -59,20 +96,35 @@ package: train ## Train, test and build the wheel into dist/
 	$(PY) -m build --wheel --no-isolation --outdir dist .
 
 .PHONY: bench
-bench: $(MODEL) ## Benchmark against the HTTP floor (BENCH_ARGS=--mlserver adds MLServer); build/bench/
+bench: $(INSTALLED) ## Benchmark against the HTTP floor (BENCH_ARGS=--mlserver adds MLServer); build/bench/
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+.PHONY: interop
+interop: $(MODEL) ## tritonclient and the kserve SDK (own venv, build/interop) against the live server, V2
+	$(PY) -m ops.interop
+
 .PHONY: reliability
-reliability: $(MODEL) ## Soak, worker crash, reload/shutdown, bad input and bad artifacts, on loopback
+reliability: $(INSTALLED) ## Soak, worker crash, reload/shutdown, bad input and bad artifacts, on loopback
 	$(PY) -m reliability.run
 
 .PHONY: security
-security: $(TOOLS) ## bandit (medium+), trivy config (HIGH/CRITICAL) and trivy's secret scan
+security: $(TOOLS) $(INSTALLED) ## bandit, trivy config and secret scans, pip-audit of the whole lock
 	$(TOOLS_BIN)/bandit -q -r oncology_model webservice ops bench reliability gunicorn.conf.py -ll
 	$(TOOLS_BIN)/trivy config --skip-check-update --severity HIGH,CRITICAL --exit-code 1 \
 		$(TRIVY_SKIP) .
 	$(TOOLS_BIN)/trivy fs --skip-db-update --skip-check-update --scanners secret --exit-code 1 \
 		$(TRIVY_SKIP) .
+	@mkdir -p build/security
+	$(PIPENV) requirements --hash --categories "packages train dev-packages" \
+		| grep -v '^-e ' > build/security/locked-requirements.txt
+	$(PYTHON) ops/audit_lock.py --pip-audit $(TOOLS_BIN)/pip-audit \
+		--requirements build/security/locked-requirements.txt \
+		--exceptions ops/vulnerability-exceptions.txt $(if $(AUDIT_STRICT),--strict)
+
+.PHONY: token
+token: $(INSTALLED) ## Make a bearer token for name=CALLER: printed once, with its line for the Secret
+	@test -n "$(name)" || { echo "set name=CALLER"; exit 2; }
+	@$(PY) -m webservice.tokens new '$(name)'
 
 .PHONY: lint
 lint: $(INSTALLED) ## ruff (lint and format) and mypy
@@ -86,37 +138,45 @@ format: $(INSTALLED) ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 .PHONY: clean
-clean: ## Remove build output, caches and trained artifacts (keeps .venv)
-	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
-	rm -f oncology_model/artifacts/model.* oncology_model/artifacts/metadata.json
+clean: ## Remove build output and caches (keeps .venv and the committed model)
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
 
 # --- image and cluster ------------------------------------------------------------------------
 
+.PHONY: model-version
+model-version: ## Print the model version of $(model_dir) and the image tag it gives
+	@test -n "$(image_version)" || { echo "no model version: $(model_dir)/metadata.json is missing \
+	or unreadable (make train, or model=DIR, or image_version=TAG)"; exit 2; }
+	@echo "model $(model_version) in $(model_dir): image tag $(image_version)"
+
 .PHONY: image
-image: ## Build the runtime image $(tag):$(version) and the training image $(training_tag):$(version)
-	docker build --build-arg BASE_IMAGE=$(base_image) \
-		--build-arg VERSION=$(version) -t $(tag):$(version) .
-	docker build --build-arg BASE_IMAGE=$(base_image) \
-		--build-arg VERSION=$(version) --target training -t $(training_tag):$(version) .
+image: model-version ## Build $(tag):$(image_version) and $(training_tag):$(image_version) (model=DIR: around DIR's model)
+	rm -rf $(MODEL_STAGE) && mkdir -p $(MODEL_STAGE)
+	$(if $(model),cp -R $(model)/. $(MODEL_STAGE)/)
+	docker build $(DOCKER_BUILD_FLAGS) --build-arg BASE_IMAGE=$(base_image) \
+		--build-arg MODEL_VERSION=$(model_version) -t $(tag):$(image_version) .
+	docker build $(DOCKER_BUILD_FLAGS) --build-arg BASE_IMAGE=$(base_image) \
+		--build-arg MODEL_VERSION=$(model_version) --target training -t $(training_tag):$(image_version) .
 
 .PHONY: publish
-publish: ## Tag and push both images to $(registry) (e.g. make publish registry=ghcr.io/acme)
-	@test -n "$(registry)" || { echo "set registry=HOST/NAMESPACE"; exit 2; }
-	docker tag $(tag):$(version) $(registry)/$(tag):$(version)
-	docker tag $(training_tag):$(version) $(registry)/$(training_tag):$(version)
-	docker push $(registry)/$(tag):$(version)
-	docker push $(registry)/$(training_tag):$(version)
+publish: model-version ## Tag and push both images to a registry (make publish registry=HOST[:PORT]/NAMESPACE)
+	@test -n "$(registry)" || { echo "set registry=HOST[:PORT]/NAMESPACE"; exit 2; }
+	docker tag $(tag):$(image_version) $(registry)/$(tag):$(image_version)
+	docker tag $(training_tag):$(image_version) $(registry)/$(training_tag):$(image_version)
+	docker push $(registry)/$(tag):$(image_version)
+	docker push $(registry)/$(training_tag):$(image_version)
 
 .PHONY: deploy
-deploy: ## Roll the Deployment(s) labelled app/team out to $(tag):$(version), then wait
-	kubectl set image deployments -l app=oncology-webservice,team=$(team_label) oncology-webservice=$(tag):$(version)
+deploy: ## Roll the Deployment(s) labelled app/team out to $(tag):$(image_version), then wait
+	kubectl set image deployments -l app=oncology-webservice,team=$(team_label) oncology-webservice=$(tag):$(image_version)
 	kubectl rollout status deployments -l app=oncology-webservice,team=$(team_label) --timeout=5m
 
 .PHONY: train-job
-train-job: ## Run the training Job in the cluster with $(training_tag):$(version)
-	kubectl apply -f k8s/training/output-volume.yaml -f k8s/training/network-policy.yaml
-	kubectl set image --local -f k8s/training/job.yaml training=$(training_tag):$(version) -o yaml \
+train-job: ## Run the training Job in the cluster with $(training_tag):$(image_version)
+	kubectl apply -f k8s/training/output-volume.yaml -f k8s/training/data-volume.yaml \
+		-f k8s/training/network-policy.yaml
+	kubectl set image --local -f k8s/training/job.yaml training=$(training_tag):$(image_version) -o yaml \
 		| kubectl create -f -
 
 .PHONY: batch-job
@@ -126,14 +186,17 @@ batch-job: ## Score the input volume's cases.csv into the output volume, with $(
 		| kubectl create -f -
 
 .PHONY: image-test
-image-test: ## Build the images for real and run the container read-only (starts dockerd if needed)
-	$(PYTHON) ops/image_test.py --image $(tag):$(version) --training-image $(training_tag):$(version) \
-		--version $(version)
+image-test: ## Build the images for real, run read-only, push to and pull from a loopback registry
+	$(PYTHON) ops/image_test.py --image $(tag) --training-image $(training_tag)
 
 $(TOOLS): ops/tools-requirements.txt
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet -r ops/tools-requirements.txt
 	@touch $@
+
+.PHONY: monitoring-rules
+monitoring-rules: ## Make k8s/components/monitoring/prometheus-rule.yaml from monitoring/rules.yaml
+	$(PYTHON) ops/prometheus_rule.py
 
 .PHONY: k8s-check
 k8s-check: $(TOOLS) ## Validate k8s/ strictly for several Kubernetes versions, lint Dockerfile and manifests

@@ -313,3 +313,35 @@ def _score_cell(name: str, *, empty_is_missing: bool) -> Callable[[str], tuple[f
         return value, error
 
     return convert
+
+
+def load_datasets(paths: list[Path]) -> Dataset:
+    """Read one or more data files, or every file of a folder (hidden ones skipped), as one Dataset.
+
+    One file is `load_dataset` as it is. Several are concatenated in the order given (a folder's in
+    name order); the source then names them all and `sha256` is the SHA-256 of their
+    `sha256sum`-style listing ("HASH  NAME" lines), so the same files always give the same value.
+    """
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            if not found:
+                raise DatasetError(f"data folder {path} holds no files")
+            files.extend(found)
+        else:
+            files.append(path)
+    parts = [load_dataset(path=file) for file in files]
+    return parts[0] if len(parts) == 1 else concat_datasets(parts)
+
+
+def concat_datasets(parts: list[Dataset]) -> Dataset:
+    """The rows of several Datasets, in order, as one."""
+    listing = "".join(f"{part.sha256}  {part.source}\n" for part in parts)
+    return Dataset(
+        X=np.concatenate([part.X for part in parts]),
+        y=np.concatenate([part.y for part in parts]),
+        sample_ids=np.concatenate([part.sample_ids for part in parts]),
+        sha256=hashlib.sha256(listing.encode()).hexdigest(),
+        source=", ".join(part.source for part in parts),
+    )

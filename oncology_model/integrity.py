@@ -70,6 +70,17 @@ def verified_bytes(directory: Path, name: str, metadata: dict[str, Any]) -> byte
     return data
 
 
+def verify_artifacts(directory: Path) -> dict[str, Any]:
+    """The metadata of `directory`, once every artifact it lists is present and matches."""
+    metadata = read_metadata(directory)
+    listed = metadata.get("artifacts")
+    if not isinstance(listed, dict) or not listed:
+        raise ArtifactError(f"model metadata {directory / METADATA_FILE} lists no artifacts")
+    for name in listed:
+        verified_bytes(directory, name, metadata)
+    return metadata
+
+
 def version_tuple(version: str) -> tuple[int, ...]:
     """Leading numeric parts of a version string: "1.31.1" -> (1, 31, 1)."""
     parts = []

@@ -10,7 +10,8 @@
    reaches `TARGET_SENSITIVITY` (missing a cancer costs more than a false alarm); never above 0.5.
    Threshold-dependent figures of each fold use a threshold chosen without that fold's labels.
 4. The chosen pipeline is refitted on all rows and saved as joblib (the reference) and ONNX (what
-   is served), with `metadata.json` holding the hashes, versions, threshold and CV figures.
+   is served), with `metadata.json` holding the hashes, versions, threshold and CV figures, and
+   the training distribution that drift monitoring compares live traffic with.
 
 Determinism: seeds are fixed and the outputs are written in a fixed form, so the same data, seed
 and library versions give byte-identical `model.onnx` and `model.joblib`. The one varying field is
@@ -49,14 +50,15 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from oncology_model.datamodel import FEATURE_DESCRIPTIONS, FEATURES, SCORE_MAX, SCORE_MIN
-from oncology_model.dataset import Dataset, DatasetError, load_dataset
+from oncology_model.dataset import Dataset, DatasetError, bundled_data_path, load_datasets
+from oncology_model.drift import METADATA_KEY as DRIFT_REFERENCE
+from oncology_model.drift import drift_reference
 from oncology_model.integrity import (
     JOBLIB_FILE,
     METADATA_FILE,
     METADATA_FORMAT,
     ONNX_FILE,
     ArtifactError,
-    bundled_artifacts_dir,
     sha256_of,
     write_json,
 )
@@ -241,6 +243,13 @@ def export_onnx(pipeline: Pipeline) -> bytes:
     return bytes(model.SerializeToString())
 
 
+def served_probabilities(onnx_bytes: bytes, rows: np.ndarray) -> np.ndarray:
+    """Malignant probabilities of `rows` from the exported ONNX model: exactly what is served."""
+    session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    output = session.run([ONNX_OUTPUT], {ONNX_INPUT: rows.astype(np.float32)})[0]
+    return np.asarray(output[:, 1], dtype=np.float64)
+
+
 def dump_joblib(pipeline: Pipeline) -> bytes:
     buffer = io.BytesIO()
     joblib.dump(pipeline, buffer)
@@ -261,8 +270,10 @@ def training_date() -> str:
 
 
 def package_version() -> str:
+    """The package's public version: a model's wheel is versioned 1.0.0+<model hash>, and a model
+    trained by it is still a model of oncology-model 1.0.0."""
     try:
-        return importlib_metadata.version("oncology-model")
+        return importlib_metadata.version("oncology-model").split("+")[0]
     except importlib_metadata.PackageNotFoundError:
         return "0+unknown"
 
@@ -274,6 +285,7 @@ def train(
     started = time.perf_counter()
     results, oof = {}, {}
     for candidate in CANDIDATES:
+        log(f"{candidate.name:>20}: {N_REPEATS} x {N_SPLITS}-fold grouped cross-validation...")
         oof[candidate.name] = out_of_fold(candidate, data, seed)
         results[candidate.name] = evaluate(oof[candidate.name])
         summary = results[candidate.name]["summary"]
@@ -286,6 +298,7 @@ def train(
     pooled_p = np.concatenate([f["p"] for f in oof[chosen.name]])
     threshold = choose_threshold(pooled_y, pooled_p)
 
+    log(f"fitting {chosen.name} on all {data.n_rows} rows and exporting it")
     pipeline = build_pipeline(chosen, data.sample_ids, data.y, seed)
     pipeline.fit(data.X, data.y)
     onnx_bytes = export_onnx(pipeline)
@@ -339,6 +352,10 @@ def train(
             "chosen": results[chosen.name]["summary"],
             "candidates": {name: r["summary"] for name, r in results.items()},
         },
+        # What monitoring compares live traffic with (oncology_model.drift).
+        DRIFT_REFERENCE: drift_reference(
+            data.X, data.y, served_probabilities(onnx_bytes, data.X), round(threshold, 6)
+        ).to_metadata(),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / ONNX_FILE).write_bytes(onnx_bytes)
@@ -358,25 +375,43 @@ def _fmt(spread: dict[str, float]) -> str:
     return f"{spread['mean']:.4f} ± {spread['std']:.4f}"
 
 
+DEFAULT_OUT = Path("build/model")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line: train on the bundled (or a given) UCI file and write the artifacts."""
+    """Command line: train on the bundled data (or given files or folders), write the artifacts."""
     parser = argparse.ArgumentParser(prog="oncology-train", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, help="a UCI-format file (default: the bundled one)")
     parser.add_argument(
-        "--out", type=Path, default=None, help="artifact folder (default: the package's own)"
+        "--data",
+        type=Path,
+        nargs="+",
+        help="UCI-format files or folders of them, used together (default: the bundled file)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"artifact folder (default: {DEFAULT_OUT}; never the installed package unless given)",
     )
     parser.add_argument("--report", type=Path, default=Path("build/report"), help="report folder")
     parser.add_argument("--no-report", action="store_true", help="skip the JSON and PNG report")
+    parser.add_argument(
+        "--wheel-dir", type=Path, help="also build the wheel carrying these artifacts, here"
+    )
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)
     try:
-        data = load_dataset(path=args.data)
+        data = load_datasets(args.data or [bundled_data_path()])
         train(
             data=data,
-            out_dir=args.out or bundled_artifacts_dir(),
+            out_dir=args.out,
             report_dir=None if args.no_report else args.report,
             seed=args.seed,
         )
+        if args.wheel_dir is not None:
+            from oncology_model.release import build_model_wheel
+
+            print(f"wheel {build_model_wheel(args.out, args.wheel_dir)}")
     except (DatasetError, ArtifactError) as exc:
         print(f"oncology-train: {exc}", file=sys.stderr)
         return 1

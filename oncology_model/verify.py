@@ -1,7 +1,8 @@
 """`oncology-verify`: check a model's artifacts before serving them (exit 1 if they fail).
 
-Verifies every hash the Classifier checks, loads the ONNX model, and runs the known-answer
-self-check (the project's seed tumor is benign). Serving runs the same checks at start-up.
+Verifies the hash of every artifact the metadata lists (the ONNX model and the joblib reference),
+loads the ONNX model, and runs the known-answer self-check (the project's seed tumor is benign).
+Serving runs the same checks at start-up for the ONNX model, the one file it reads.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from oncology_model.classifier import Classifier
 from oncology_model.datamodel import Prediction, Tumor
-from oncology_model.integrity import ArtifactError
+from oncology_model.integrity import ArtifactError, bundled_artifacts_dir, verify_artifacts
 
 SEED_TUMOR = Tumor(4, 1, 2, 1, 2, 1, 1, 1, 1)
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifacts", type=Path, help="artifact folder (default: the bundled)")
     args = parser.parse_args(argv)
     try:
+        verify_artifacts(args.artifacts or bundled_artifacts_dir())
         classifier = verified_classifier(artifacts_dir=args.artifacts)
     except ArtifactError as exc:
         print(f"oncology-verify: {exc}", file=sys.stderr)

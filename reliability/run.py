@@ -7,7 +7,11 @@
 3. reload and shutdown: SIGHUP under load loses no request; SIGTERM under load answers every
    request a worker accepted and the server exits within the graceful timeout;
 4. bad input: schemathesis (all checks, 1,000+ cases) on the live /swagger.json, and hostile
-   bodies: no 5xx, every error in problem+json, still ready afterwards;
+   bodies: no 5xx, every error in problem+json, still ready afterwards; hostile authentication
+   (tokens on): wrong scheme, empty, huge, many tokens or headers, a token in the query string:
+   401/400 and never a token echoed or logged, a near-miss token costs the server the same time
+   as a far-miss one (medians), and schemathesis with a token finds every declared operation
+   refusing requests without it;
 5. bad artifacts: a tampered, truncated or missing model: `oncology-verify` exits 1 naming the
    file, the service stays unready and never predicts.
 
@@ -24,6 +28,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -235,7 +240,8 @@ def schemathesis_run() -> dict[str, Any]:
                     f"{server.url}/swagger.json", "--checks", "all", "--max-examples", "500",
                     "--workers", "2", "--seed", str(20261120 + runs), "--no-color",
                 ],
-                capture_output=True, text=True, timeout=600, check=False,
+                # In OUT: schemathesis keeps a cache (.schemathesis/) in its working directory.
+                capture_output=True, text=True, timeout=600, check=False, cwd=OUT,
                 env={**os.environ, "SCHEMATHESIS_HOOKS": str(CSV_HOOKS)},
             )  # fmt: skip
             log = OUT / f"schemathesis-{runs}.log"
@@ -369,6 +375,126 @@ def _check_problem(name: str, answer: bytes) -> int:
     return status
 
 
+def hostile_auth() -> dict[str, Any]:
+    from webservice.tokens import new_token
+
+    token, line = new_token("reliability")
+    tokens_file = OUT / "tokens"
+    tokens_file.write_text(line + "\n")
+    near = token[:-1] + ("A" if token[-1] != "A" else "B")  # one character off
+    far = new_token("other")[0]
+    body = json.dumps(SEED).encode()
+    cases: dict[str, list[str]] = {
+        "no Authorization": [],
+        "Basic scheme": ["Authorization: Basic cmVsaWFiaWxpdHk6c2VjcmV0"],
+        "Bearer without a token": ["Authorization: Bearer"],
+        "Bearer, empty token": ["Authorization: Bearer "],
+        "lower-case scheme, wrong token": [f"Authorization: bearer {far}"],
+        "near-miss token": [f"Authorization: Bearer {near}"],
+        "token without a scheme": [f"Authorization: {token}"],
+        "8,000-byte token": ["Authorization: Bearer " + "x" * 8000],
+        "50 tokens in one header": [
+            "Authorization: " + ", ".join([f"Bearer {far}"] * 49 + [f"Bearer {token}"])
+        ],
+        "50 Authorization headers": [f"Authorization: Bearer {token}"] * 50,
+        "Latin-1 bytes in the token": ["Authorization: Bearer caf\xe9"],
+    }
+    figures: dict[str, Any] = {}
+    presented = [token, near, far]
+    with live_server(OUT, workers=2, env={"ONCOLOGY_TOKENS_FILE": str(tokens_file)}) as server:
+        statuses: dict[str, int] = {}
+        for name, headers in cases.items():
+            head = _post_head("application/json", len(body)).replace(
+                b"\r\n\r\n", "".join(f"\r\n{h}" for h in headers).encode("latin-1") + b"\r\n\r\n"
+            )
+            answer = _raw(server.port, head, body)
+            statuses[name] = _check_problem(name, answer)
+            expect(statuses[name] == 401, f"{name}: {statuses[name]} instead of 401")
+            expect(b'WWW-Authenticate: Bearer realm="oncology"' in answer, f"{name}: no challenge")
+            expect(not any(t.encode() in answer for t in presented), f"{name}: a token echoed")
+        query = f"/v1/predictions?access_token={token}"
+        answer = _raw(server.port, _post_head("application/json", len(body), query), body)
+        statuses["token in the query string"] = _check_problem("query", answer)
+        expect(statuses["token in the query string"] == 400, "a query-string token was not 400")
+        # Over gunicorn's header-field limit (8190 bytes): gunicorn refuses it before the app.
+        oversized = _post_head("application/json", len(body)).replace(
+            b"\r\n\r\n", b"\r\nAuthorization: Bearer " + b"x" * 20_000 + b"\r\n\r\n"
+        )
+        answer = _raw(server.port, oversized, body)
+        expect(answer.startswith(b"HTTP/1.1 4"), f"20 KB header: {answer[:40]!r}")
+        statuses["20,000-byte token (gunicorn's limit)"] = int(answer[9:12])
+        answer = _raw(
+            server.port,
+            _post_head("application/json", len(body)).replace(
+                b"\r\n\r\n", f"\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+            ),
+            body,
+        )
+        statuses["valid token"] = _check_problem("valid", answer)
+        expect(statuses["valid token"] == 200, f"a valid token got {statuses['valid token']}")
+        figures["statuses"] = statuses
+        figures["timing_ms"] = _timing_probe(server, {"near-miss": near, "far-miss": far})
+        # The document's security declarations against the server: schemathesis's ignored_auth
+        # check replays each case without the token and expects a 401.
+        result = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("schemathesis")), "run",
+                f"{server.url}/swagger.json", "--checks", "all", "--max-examples", "50",
+                "--header", f"Authorization: Bearer {token}", "--seed", "20261121", "--no-color",
+            ],
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        (OUT / "schemathesis-auth.log").write_text(result.stdout + result.stderr)
+        figures["schemathesis_exit"] = result.returncode
+        expect(
+            result.returncode == 0, f"schemathesis with tokens on: see {OUT}/schemathesis-auth.log"
+        )
+        figures["server_5xx"] = _count_5xx(server)
+        figures["ready_after"] = server.status("/readyz") == 200
+        log = server.log.read_bytes()
+    expect(figures["server_5xx"] == 0, "a hostile Authorization caused a 5xx")
+    expect(figures["ready_after"], "not ready after the hostile authentication cases")
+    expect(not any(t.encode() in log for t in presented), "a token appears in the server log")
+    timing = figures["timing_ms"]
+    gap = abs(timing["near-miss"] - timing["far-miss"])
+    expect(
+        gap <= 0.2 * max(timing.values()),
+        f"near-miss and far-miss tokens differ by {gap:.3f} ms (medians {timing})",
+    )
+    return figures
+
+
+def _timing_probe(
+    server: LiveServer, tokens: dict[str, str], rounds: int = 300
+) -> dict[str, float]:
+    """Median server time (ms, from the access log) to refuse each token, requests interleaved."""
+    ids: dict[str, list[str]] = {name: [] for name in tokens}
+    body = json.dumps(SEED).encode()
+    for i in range(rounds):
+        order = list(tokens.items())
+        if i % 2:
+            order.reverse()  # neither token always goes first
+        for name, token in order:
+            request_id = f"timing-{name}-{i}"
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            try:
+                connection.request("POST", "/v1/predictions", body, {
+                    "Content-Type": "application/json", "Authorization": f"Bearer {token}",
+                    "X-Request-ID": request_id,
+                })  # fmt: skip
+                status = connection.getresponse().status
+            finally:
+                connection.close()
+            expect(status == 401, f"timing probe: {name} got {status}")
+            ids[name].append(request_id)
+    time.sleep(0.5)
+    durations = {r["request_id"]: r["duration_ms"] for r in server.access_log()}
+    return {
+        name: round(statistics.median(durations[i] for i in found), 4)
+        for name, found in ids.items()
+    }
+
+
 # --- 5. bad artifacts ------------------------------------------------------------------------
 
 
@@ -447,6 +573,7 @@ CHECKS: dict[str, Callable[[], dict[str, Any]]] = {
     "shutdown (SIGTERM) under load": shutdown_under_load,
     "schemathesis on the live server": schemathesis_run,
     "hostile bodies": hostile_corpus,
+    "hostile authentication": hostile_auth,
     "bad artifacts": bad_artifacts,
 }
 

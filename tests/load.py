@@ -28,18 +28,20 @@ def need_wrk() -> str:
     raise SystemExit("wrk is needed (Debian: apt-get install wrk)")
 
 
-def wrk_script(path: Path, body: dict[str, Any] | None) -> Path:
-    """A wrk Lua script that POSTs `body` as JSON (or GETs when None)."""
+def wrk_script(
+    path: Path, body: dict[str, Any] | None, headers: dict[str, str] | None = None
+) -> Path:
+    """A wrk Lua script that POSTs `body` as JSON (or GETs when None), with `headers`."""
     script = path.with_suffix(".lua")
-    if body is None:
-        script.write_text("")
-    else:
+    lines = [f'wrk.headers["{name}"] = "{value}"' for name, value in (headers or {}).items()]
+    if body is not None:
         payload = json.dumps(body, separators=(",", ":")).replace("\\", "\\\\").replace("'", "\\'")
-        script.write_text(
-            'wrk.method = "POST"\n'
-            f"wrk.body = '{payload}'\n"
-            'wrk.headers["Content-Type"] = "application/json"\n'
-        )
+        lines += [
+            'wrk.method = "POST"',
+            f"wrk.body = '{payload}'",
+            'wrk.headers["Content-Type"] = "application/json"',
+        ]
+    script.write_text("".join(line + "\n" for line in lines))
     return script
 
 

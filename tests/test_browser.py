@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
+from .conftest import ensure_debian_package
 from .live_server import LiveServer, live_server
 
 pytestmark = pytest.mark.slow
@@ -30,17 +28,7 @@ CHROMIUM_ARGS = [
 
 def ensure_chromium() -> None:
     """Debian's Chromium: Playwright cannot download its own browser here, so install it."""
-    if Path(CHROMIUM).exists():
-        return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.fail(f"{CHROMIUM} is missing: run `apt-get install chromium` (Debian)")
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=environment)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
-        check=True,
-        env=environment,
-    )
+    ensure_debian_package(CHROMIUM, "chromium")
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +71,43 @@ def test_try_it_out_executes_a_prediction(
     expect(live.locator(".response-col_description")).to_contain_text('"prediction": "benign"')
     page.screenshot(path=str(tmp_path / "swagger.png"), full_page=True)
     assert outside_requests == [], "Swagger UI must work with no internet access"
+
+
+@pytest.fixture(scope="module")
+def secured_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str]]:
+    from webservice.tokens import new_token
+
+    folder = tmp_path_factory.mktemp("secured")
+    token, line = new_token("swagger-user")
+    (folder / "tokens").write_text(line + "\n")
+    environment = {"ONCOLOGY_TOKENS_FILE": str(folder / "tokens")}
+    with live_server(folder, workers=1, env=environment) as running:
+        yield running, token
+
+
+def test_authorize_then_execute_against_a_server_with_tokens(
+    browser: Browser, secured_server: tuple[LiveServer, str], tmp_path: Path
+) -> None:
+    server, token = secured_server
+    page = browser.new_page()
+    page.goto(server.url + "/docs")
+    operation = page.locator("#operations-predictions-predict")
+    operation.locator(".opblock-summary").click()
+    expect(operation.locator(".authorization__btn")).to_be_visible()  # a protected operation
+    operation.get_by_role("button", name="Try it out").click()
+    operation.get_by_role("button", name="Execute").click()
+    live = operation.locator(".live-responses-table .response")
+    expect(live.locator(".response-col_status")).to_contain_text("401", timeout=10_000)
+
+    page.locator(".auth-wrapper .authorize").click()
+    dialog = page.locator(".modal-ux")
+    dialog.locator("input").first.fill(f"Bearer {token}")
+    dialog.get_by_role("button", name="Authorize", exact=True).click()
+    expect(dialog.get_by_role("button", name="Logout")).to_be_visible()
+    dialog.get_by_role("button", name="Close").click()
+    operation.get_by_role("button", name="Execute").click()
+    expect(live.locator(".response-col_status")).to_contain_text("200", timeout=10_000)
+    expect(live.locator(".response-col_description")).to_contain_text('"prediction": "benign"')
+    page.screenshot(path=str(tmp_path / "swagger-authorized.png"), full_page=True)
+    callers = [record["caller"] for record in server.access_log() if record["status"] != 404]
+    assert callers[-1] == "swagger-user" and "unauthenticated" in callers

@@ -108,7 +108,7 @@ def test_bad_headers_are_named(client: FlaskClient) -> None:
         "errors"
     ]
     assert set(errors) == {"header.mitosis", "header.mitoses", "header.clump_thickness"}
-    assert errors["header.mitoses"] == "is required"
+    assert errors["header.mitoses"].startswith("is required")
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 from flask import Flask
+
+from webservice.auth import guard
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "k8s"
@@ -79,6 +82,9 @@ def test_probes_point_at_paths_the_service_serves(
         assert client.get(path).status_code == 200, (probe, path)
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        # The kubelet sends no token: with tokens on (as in k8s/), the probes must stay open.
+        assert guard(container[probe]["httpGet"]["path"]) == "open", probe
 
 
 def test_rollout_never_drops_below_wanted_and_drains_before_stopping(
@@ -117,6 +123,25 @@ def test_every_container_is_locked_down(rendered: dict[str, dict[str, Any]]) -> 
         assert memory_volumes, "a writable in-memory emptyDir"
 
 
+def test_training_job_reads_the_data_volume_and_writes_the_wheel() -> None:
+    job = yaml.safe_load((K8S / "training" / "job.yaml").read_text())
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--data") + 1] == "/data"
+    assert args[args.index("--wheel-dir") + 1].startswith("/out/")
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["data"]["mountPath"] == "/data" and mounts["data"]["readOnly"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    claims = {}
+    for name in ("data-volume.yaml", "output-volume.yaml"):
+        claim = yaml.safe_load((K8S / "training" / name).read_text())
+        claims[claim["metadata"]["name"]] = claim
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] in claims
+    assert volumes["data"]["persistentVolumeClaim"]["readOnly"] is True
+    assert volumes["out"]["persistentVolumeClaim"]["claimName"] in claims
+
+
 def test_set_image_targets_the_container() -> None:
     output = kubectl(
         "set", "image", "--local", "-f", "k8s/deployment.yaml",
@@ -142,7 +167,9 @@ def make_dry_run(*args: str) -> str:
 
 
 def test_make_deploy_runs_exactly_the_documented_command() -> None:
-    output = make_dry_run("deploy", "tag=reg/onc", "version=2.0.1", "team_label=blue").splitlines()
+    output = make_dry_run(
+        "deploy", "tag=reg/onc", "image_version=2.0.1", "team_label=blue"
+    ).splitlines()
     assert output[0] == (
         "kubectl set image deployments -l app=oncology-webservice,team=blue "
         "oncology-webservice=reg/onc:2.0.1"
@@ -152,8 +179,25 @@ def test_make_deploy_runs_exactly_the_documented_command() -> None:
     )
 
 
+def test_image_tags_name_the_model_of_the_given_folder(tmp_path: Path) -> None:
+    """image, publish and deploy all tag with the model version of model=DIR, + made -."""
+    (tmp_path / "metadata.json").write_text(json.dumps({"model_version": "1.2.3+0123456789ab"}))
+    model = f"model={tmp_path}"
+    deploy = make_dry_run("deploy", "tag=reg/onc", model)
+    assert "oncology-webservice=reg/onc:1.2.3-0123456789ab" in deploy
+    image = make_dry_run("image", model)
+    assert "-t oncology-webservice:1.2.3-0123456789ab" in image
+    assert "--target training -t oncology-webservice-training:1.2.3-0123456789ab" in image
+    assert "MODEL_VERSION=1.2.3+0123456789ab" in image
+    assert f"cp -R {tmp_path}/. build/image-model/" in image
+    publish = make_dry_run("publish", "registry=127.0.0.1:5000/onc", model)
+    assert "docker push 127.0.0.1:5000/onc/oncology-webservice:1.2.3-0123456789ab" in publish
+    training = "127.0.0.1:5000/onc/oncology-webservice-training:1.2.3-0123456789ab"
+    assert f"docker push {training}" in publish
+
+
 def test_make_train_job_creates_a_job_with_the_training_image() -> None:
-    output = make_dry_run("train-job", "training_tag=reg/onc-training", "version=2.0.1")
+    output = make_dry_run("train-job", "training_tag=reg/onc-training", "image_version=2.0.1")
     assert "training=reg/onc-training:2.0.1" in output
     assert "kubectl create -f -" in output
     rendered = kubectl(
@@ -200,3 +244,49 @@ def test_make_batch_job_creates_a_job_with_the_training_image() -> None:
     assert yaml.safe_load(rendered)["spec"]["template"]["spec"]["containers"][0]["image"] == (
         "reg/onc-training:2.0.1"
     )
+
+
+def test_network_policy_admits_only_labelled_callers_and_monitoring(
+    rendered: dict[str, dict[str, Any]],
+) -> None:
+    policy = rendered["NetworkPolicy"]["spec"]
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"} and policy["egress"] == []
+    client_label = {"oncology-client": "true"}
+    sources = []
+    for rule in policy["ingress"]:
+        assert rule["from"], "a rule without `from` admits every source"
+        assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+        for peer in rule["from"]:
+            assert "ipBlock" not in peer
+            assert set(peer) in ({"podSelector"}, {"namespaceSelector"}), peer
+            selector = next(iter(peer.values()))
+            assert set(selector) == {"matchLabels"}, "no expressions that could match everything"
+            sources.append((next(iter(peer)), selector["matchLabels"]))
+    assert sorted(sources, key=str) == sorted(
+        [
+            ("podSelector", client_label),
+            ("namespaceSelector", client_label),
+            ("namespaceSelector", {"kubernetes.io/metadata.name": "monitoring"}),
+        ],
+        key=str,
+    )
+
+
+def test_tokens_come_from_a_mounted_secret_that_is_never_committed(
+    rendered: dict[str, dict[str, Any]],
+) -> None:
+    pod = rendered["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    volume = next(v for v in pod["volumes"] if "secret" in v)
+    assert volume["secret"]["secretName"] == "oncology-webservice-tokens"
+    assert volume["secret"]["defaultMode"] == 0o440
+    mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+    assert mount["readOnly"] is True
+    assert "subPath" not in mount, "a subPath mount never sees a rotated Secret"
+    for variable in ("ONCOLOGY_TOKENS_FILE", "ONCOLOGY_METRICS_TOKENS_FILE"):
+        assert Path(env[variable]).parent == Path(mount["mountPath"]), variable
+    assert "Secret" not in rendered
+    for manifest in K8S.rglob("*.yaml"):
+        for document in yaml.safe_load_all(manifest.read_text()):
+            assert document.get("kind") != "Secret", manifest

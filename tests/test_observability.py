@@ -106,7 +106,10 @@ def test_metrics_count_requests_predictions_and_values(client: FlaskClient) -> N
     client.post("/v1/predictions/batch", json={"tumors": [MALIGNANT_JSON] * 3})
     client.post("/v1/predictions", json={**SEED_JSON, "mitoses": 11, "mitosis": 1})
     after = scrape(client)
-    requests = 'oncology_http_requests_total{endpoint="/v1/predictions",method="POST",status="%s"}'
+    requests = (
+        'oncology_http_requests_total{caller="anonymous",endpoint="/v1/predictions",'
+        'method="POST",status="%s"}'
+    )
     assert delta(before, after, requests % "200") == 1
     assert delta(before, after, requests % "422") == 1
     assert delta(before, after, 'oncology_predictions_total{prediction="benign"}') == 1

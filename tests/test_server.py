@@ -104,7 +104,10 @@ def test_metrics_add_up_across_workers(tmp_path: Path) -> None:
         for line in text.splitlines():
             if line.startswith("oncology_model_info{"):
                 workers.add(line.split('pid="')[1].split('"')[0])
-    requests = 'oncology_http_requests_total{endpoint="/v1/predictions",method="POST",status="200"}'
+    requests = (
+        'oncology_http_requests_total{caller="anonymous",endpoint="/v1/predictions",'
+        'method="POST",status="200"}'
+    )
     assert f"{requests} 40.0" in text
     assert 'oncology_predictions_total{prediction="malignant"} 40.0' in text
     assert 'oncology_feature_values_total{feature="mitoses",value="10"} 40.0' in text

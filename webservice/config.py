@@ -20,6 +20,10 @@ DEFAULTS: dict[str, Any] = {
     # One JSON line per request on stdout (method, path, status, duration, request id, model).
     "ACCESS_LOG": True,
     "LOG_LEVEL": "INFO",
+    # Bearer tokens (`NAME:SHA256HEX` lines, see webservice.tokens): None leaves the API open.
+    "TOKENS_FILE": None,
+    # Tokens for GET /metrics (e.g. Prometheus's); None leaves /metrics open.
+    "METRICS_TOKENS_FILE": None,
 }
 
 # Environment variable -> (config key, parser).
@@ -30,6 +34,8 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "ONCOLOGY_ARTIFACTS_DIR": ("ARTIFACTS_DIR", str),
     "ONCOLOGY_ACCESS_LOG": ("ACCESS_LOG", lambda value: _boolean(value)),
     "LOG_LEVEL": ("LOG_LEVEL", str.upper),
+    "ONCOLOGY_TOKENS_FILE": ("TOKENS_FILE", str),
+    "ONCOLOGY_METRICS_TOKENS_FILE": ("METRICS_TOKENS_FILE", str),
 }
 
 

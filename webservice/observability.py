@@ -22,6 +22,9 @@ from webservice import metrics
 from webservice.middleware import AfterClose
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# Set by `webservice.auth.BearerAuth` to the caller's name; absent when no token was needed.
+CALLER = "oncology.caller"
+ANONYMOUS = "anonymous"
 # Accepted from clients as is: up to 128 visible characters of a safe set (no spaces, quotes or
 # control characters that could forge log lines); anything else is replaced by a fresh id.
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}").fullmatch
@@ -35,6 +38,9 @@ _ENDPOINTS = frozenset(
         "/metrics",
         "/swagger.json",
         "/docs",
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
     )
 )
 
@@ -52,9 +58,16 @@ def new_request_id() -> str:
 
 
 def endpoint_label(path: str) -> str:
-    """A bounded label for a path: known endpoints by name, Swagger UI assets, else `other`."""
+    """A bounded label for a path: known endpoints by name, Swagger UI assets, else `other`.
+
+    Open Inference Protocol paths carry client-chosen model names and versions, so they are
+    labelled by operation: /v2/models/infer, /v2/models/ready, /v2/models/metadata."""
     if path in _ENDPOINTS:
         return path
+    if path.startswith("/v2/models/"):
+        if path.endswith("/infer"):
+            return "/v2/models/infer"
+        return "/v2/models/ready" if path.endswith("/ready") else "/v2/models/metadata"
     return "/swaggerui" if path.startswith("/swaggerui/") else "other"
 
 
@@ -91,9 +104,10 @@ class Observability:
         path = environ.get("PATH_INFO", "")
         endpoint = endpoint_label(path)
         method = environ.get("REQUEST_METHOD", "")
+        caller = environ.get(CALLER, ANONYMOUS)  # a name from the tokens file, never client input
         # Methods are client input: anything unusual is counted as "other", so labels stay few.
         metrics.record_request(
-            endpoint, method if method in _METHODS else "other", str(status), elapsed
+            endpoint, method if method in _METHODS else "other", str(status), elapsed, caller
         )
         if self.access_log:
             record = {
@@ -105,6 +119,7 @@ class Observability:
                 "status": status,
                 "duration_ms": round(elapsed * 1000, 3),
                 "request_id": rid,
+                "caller": caller,
                 "model_version": self.model_version,
             }
             # One write per line: lines from several workers never interleave (< PIPE_BUF).

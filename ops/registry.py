@@ -1,0 +1,110 @@
+"""Debian's `docker-registry` (distribution 2.x) on a free loopback port, storing in a given folder.
+
+    with registry(Path("build/registry")) as address:   # "127.0.0.1:PORT"
+        ...docker push address/oncology/oncology-webservice:TAG...
+
+The storage folder outlives the registry: serving the same folder again (another test, the podman
+play) offers the same images by the same digests. Plain HTTP on loopback, no authentication
+(container engines treat 127.0.0.0/8 as an insecure registry by default). The process is stopped
+by its PID, also on failure. `python ops/registry.py STORAGE` serves until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BINARY = "docker-registry"
+CONFIG = """\
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: {storage}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def answers(port: int) -> bool:
+    """True once the registry's API root answers 200 (distribution's version check)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/v2/")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+@contextmanager
+def registry(storage: Path, *, timeout: float = 30.0) -> Iterator[str]:
+    """Run a registry storing in `storage` (created if missing); yield its "127.0.0.1:PORT"."""
+    binary = shutil.which(BINARY)
+    if binary is None:
+        raise RuntimeError(f"{BINARY} is not installed (Debian: apt-get install docker-registry)")
+    storage = storage.resolve()
+    storage.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="registry-") as scratch:
+        config = Path(scratch) / "config.yml"
+        config.write_text(CONFIG.format(storage=storage, port=port), encoding="utf-8")
+        log_path = Path(scratch) / "registry.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            deadline = time.monotonic() + timeout
+            while not answers(port):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{BINARY} did not answer on 127.0.0.1:{port}:\n"
+                        + log_path.read_text(errors="replace")[-2000:]
+                    )
+                time.sleep(0.1)
+            yield f"127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("storage", type=Path, help="the registry's storage folder")
+    args = parser.parse_args()
+    with registry(args.storage) as address:
+        print(f"registry: serving {args.storage} on {address} (Ctrl-C stops it)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

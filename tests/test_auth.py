@@ -1,0 +1,406 @@
+"""Bearer tokens: who gets in, what they are told when they do not, rotation, attribution."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from openapi_spec_validator import validate
+
+from webservice import create_app
+from webservice.tokens import (
+    CHECK_SECONDS,
+    TokenFile,
+    TokensFileError,
+    digest,
+    main,
+    new_token,
+    parse,
+)
+
+from .conftest import SEED_JSON, ClosingClient
+from .live_server import LiveServer, live_server
+from .load import process_tree
+from .test_observability import log_lines
+
+ROOT = Path(__file__).resolve().parents[1]
+ALICE, ALICE_LINE = new_token("alice")
+BOB, BOB_LINE = new_token("bob")
+PROMETHEUS, PROMETHEUS_LINE = new_token("prometheus")
+
+
+def write(path: Path, text: str) -> Path:
+    """Replace `path` atomically, as an operator (or Kubernetes) should."""
+    partial = path.with_name(path.name + ".new")
+    partial.write_text(text)
+    partial.replace(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Flask:
+    folder = tmp_path_factory.mktemp("tokens")
+    tokens = write(folder / "tokens", f"# callers\n{ALICE_LINE}\n\n{BOB_LINE}  # bob's service\n")
+    metrics_tokens = write(folder / "metrics-tokens", PROMETHEUS_LINE + "\n")
+    application = create_app(
+        {"TESTING": True, "TOKENS_FILE": str(tokens), "METRICS_TOKENS_FILE": str(metrics_tokens)}
+    )
+    application.test_client_class = ClosingClient
+    return application
+
+
+@pytest.fixture
+def client(secured: Flask) -> FlaskClient:
+    return secured.test_client()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+PROTECTED = [
+    ("POST", "/v1/predictions"),
+    ("POST", "/v1/predictions/batch"),
+    ("GET", "/v1/model"),
+    ("GET", "/v1/predictions"),  # 405 for a caller, 401 for anyone else
+    ("GET", "/nowhere"),  # unknown paths too: nothing about the API shows without a token
+    ("GET", "/metrics"),
+]
+PROBES = ["/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"]
+OPEN = [*PROBES, "/docs", "/swagger.json", "/swaggerui/swagger-ui.css"]
+
+
+def assert_refused(response: Any, error: str | None = None) -> dict[str, Any]:
+    assert response.status_code == 401
+    assert response.content_type == "application/problem+json"
+    challenge = response.headers["WWW-Authenticate"]
+    assert challenge.startswith('Bearer realm="oncology"')
+    assert (f'error="{error}"' in challenge) if error else ("error=" not in challenge)
+    assert response.headers["X-Request-ID"]
+    problem: dict[str, Any] = response.get_json(force=True)
+    assert set(problem) == {"type", "title", "status", "detail", "errors"}
+    assert problem["status"] == 401 and "Authorization" in problem["errors"]
+    return problem
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+def test_every_protected_endpoint_refuses_a_request_without_a_token(
+    client: FlaskClient, method: str, path: str
+) -> None:
+    problem = assert_refused(client.open(path, method=method, json=SEED_JSON))
+    assert "Authorization: Bearer <token>" in problem["detail"]
+
+
+@pytest.mark.parametrize(
+    ("header", "error"),
+    [
+        ("Basic YWxpY2U6c2VjcmV0", None),  # another scheme: no error code (RFC 6750, 3.1)
+        ("Bearer", "invalid_token"),
+        ("Bearer ", "invalid_token"),
+        ("Bearer not-a-token", "invalid_token"),
+        (f"Bearer {ALICE[:-1]}", "invalid_token"),  # one character short
+        (f"Bearer {ALICE},Bearer {BOB}", "invalid_token"),  # two headers, as gunicorn joins them
+        (f"Token {ALICE}", None),
+        (ALICE, None),
+        ("", None),
+    ],
+)
+def test_a_missing_or_wrong_token_is_refused(
+    client: FlaskClient, header: str, error: str | None
+) -> None:
+    response = client.post("/v1/predictions", json=SEED_JSON, headers={"Authorization": header})
+    problem = assert_refused(response, error)
+    assert ALICE not in json.dumps(problem) and BOB not in json.dumps(problem)
+
+
+def test_a_known_token_gets_an_answer(client: FlaskClient) -> None:
+    for token in (ALICE, BOB):
+        response = client.post("/v1/predictions", json=SEED_JSON, headers=bearer(token))
+        assert response.status_code == 200 and response.get_json()["prediction"] == "benign"
+    response = client.post(
+        "/v1/predictions", json=SEED_JSON, headers={"Authorization": "bearer " + ALICE}
+    )
+    assert response.status_code == 200, "the scheme is case-insensitive (RFC 9110, 11.1)"
+    batch = client.post("/v1/predictions/batch", json={"tumors": [SEED_JSON]}, headers=bearer(BOB))
+    assert batch.status_code == 200
+    assert client.get("/v1/model", headers=bearer(ALICE)).status_code == 200
+    assert client.get("/v1/predictions", headers=bearer(ALICE)).status_code == 405
+
+
+def test_metrics_take_only_the_metrics_tokens(client: FlaskClient) -> None:
+    assert client.get("/metrics", headers=bearer(PROMETHEUS)).status_code == 200
+    assert_refused(client.get("/metrics", headers=bearer(ALICE)), "invalid_token")
+    refused = client.post("/v1/predictions", json=SEED_JSON, headers=bearer(PROMETHEUS))
+    assert_refused(refused, "invalid_token")
+
+
+@pytest.mark.parametrize("path", ["/v2", "/v2/models/oncology", "/v2/models/oncology/infer"])
+def test_open_inference_protocol_needs_a_token_and_answers_in_its_error_shape(
+    client: FlaskClient, path: str
+) -> None:
+    method = "POST" if path.endswith("/infer") else "GET"
+    response = client.open(path, method=method, json={"inputs": []})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith('Bearer realm="oncology"')
+    assert "Authorization: Bearer <token>" in response.get_json(force=True)["error"]
+    assert client.open(
+        path, method=method, json={"inputs": []}, headers=bearer(ALICE)
+    ).status_code in (
+        200,
+        400,  # the empty tensor list: past the door, refused by the protocol's own validation
+    )
+
+
+@pytest.mark.parametrize("path", OPEN)
+def test_probes_and_documentation_stay_open(client: FlaskClient, path: str) -> None:
+    assert client.get(path).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "query", ["access_token=" + ALICE, "explain=true&access_token=" + ALICE, "access_token="]
+)
+def test_a_token_in_the_query_string_is_never_accepted(client: FlaskClient, query: str) -> None:
+    response = client.post(f"/v1/predictions?{query}", json=SEED_JSON, headers=bearer(ALICE))
+    assert response.status_code == 400
+    assert response.content_type == "application/problem+json"
+    assert 'error="invalid_request"' in response.headers["WWW-Authenticate"]
+    problem = response.get_json(force=True)
+    assert "Authorization: Bearer <token>" in problem["errors"]["access_token"]
+    assert ALICE not in response.get_data(as_text=True)
+
+
+def test_the_caller_is_logged_and_counted_but_the_token_never_is(
+    client: FlaskClient, capfd: pytest.CaptureFixture[str]
+) -> None:
+    capfd.readouterr()
+    client.post("/v1/predictions", json=SEED_JSON, headers=bearer(ALICE))
+    client.post("/v1/predictions", json=SEED_JSON, headers=bearer(ALICE[:-1]))
+    client.post("/v1/predictions?access_token=" + BOB, json=SEED_JSON)
+    client.get("/healthz", headers=bearer(ALICE))
+    output = capfd.readouterr()
+    lines = log_lines(output.out)
+    assert [line["caller"] for line in lines] == [
+        "alice",
+        "unauthenticated",
+        "unauthenticated",
+        "anonymous",
+    ]
+    page = client.get("/metrics", headers=bearer(PROMETHEUS)).get_data(as_text=True)
+    counted = 'caller="%s",endpoint="/v1/predictions",method="POST",status="%s"'
+    assert counted % ("alice", "200") in page
+    assert counted % ("unauthenticated", "401") in page
+    assert counted % ("unauthenticated", "400") in page
+    for token in (ALICE, ALICE[:-1], BOB, PROMETHEUS):
+        for secret in (token, digest(token).hex()):
+            assert secret not in output.out + output.err
+            assert secret not in page
+
+
+def test_without_tokens_files_every_caller_is_anonymous(
+    app: Flask, capfd: pytest.CaptureFixture[str]
+) -> None:
+    capfd.readouterr()
+    assert app.test_client().post("/v1/predictions", json=SEED_JSON).status_code == 200
+    assert [line["caller"] for line in log_lines(capfd.readouterr().out)] == ["anonymous"]
+    assert app.test_client().get("/metrics").status_code == 200
+
+
+def test_the_document_declares_the_bearer_scheme_on_protected_operations(
+    client: FlaskClient,
+) -> None:
+    document = client.get("/swagger.json").get_json()
+    validate(document)
+    assert document["securityDefinitions"]["bearer"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "Bearer <token>: a caller's token (`make token name=CALLER`).",
+    }
+    assert "security" not in document  # open unless an operation says otherwise
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if method == "parameters":  # the path's parameters, not an operation
+                continue
+            if path in PROBES:
+                assert "security" not in operation, path
+                assert "401" not in operation["responses"], path
+                continue
+            expected = "metrics_bearer" if path == "/metrics" else "bearer"
+            assert operation["security"] == [{expected: []}], (path, method)
+            assert operation["responses"]["401"]["schema"] == {"$ref": "#/definitions/Problem"}
+
+
+def test_without_tokens_the_document_declares_no_security(app: Flask) -> None:
+    document = app.test_client().get("/swagger.json").get_json()
+    assert "securityDefinitions" not in document
+    assert not any("security" in op for ops in document["paths"].values() for op in ops.values())
+
+
+# --- the tokens file -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("alice", "line 1: expected NAME:SHA256HEX"),
+        ("# ok\n\nal ice:" + "0" * 64, "line 3: a caller name is 1 to 64 of"),
+        (":" + "0" * 64, "line 1: a caller name is 1 to 64 of"),
+        ("x" * 65 + ":" + "0" * 64, "line 1: a caller name is 1 to 64 of"),
+        ("anonymous:" + "0" * 64, "line 1: the caller name 'anonymous' is reserved"),
+        ("alice:" + ALICE, "line 1: after the colon must come the SHA-256 of the token"),
+        ("alice:" + "0" * 63, "line 1: after the colon must come the SHA-256"),
+        (f"{ALICE_LINE}\nbob:{ALICE_LINE.split(':')[1]}", "line 2: the same token as line 1"),
+    ],
+)
+def test_a_broken_line_is_named_with_its_rule(text: str, rule: str) -> None:
+    with pytest.raises(TokensFileError) as raised:
+        parse(text, "tokens")
+    assert f"tokens {rule}" in str(raised.value)
+    assert ALICE not in str(raised.value), "a line's content is never repeated"
+
+
+def test_a_caller_may_hold_two_tokens_while_rotating() -> None:
+    second = new_token("alice")[1].split(":")[1].upper()  # upper-case hex is fine too
+    entries = parse(f"{ALICE_LINE}\nalice:{second}\n", "tokens")
+    assert [name for _, name in entries] == ["alice", "alice"]
+
+
+def test_a_missing_or_broken_file_stops_the_start(tmp_path: Path) -> None:
+    with pytest.raises(TokensFileError, match="cannot read"):
+        create_app({"TESTING": True, "TOKENS_FILE": str(tmp_path / "absent")})
+    broken = write(tmp_path / "tokens", f"{ALICE_LINE}\nbob\n")
+    with pytest.raises(TokensFileError, match="line 2: expected NAME:SHA256HEX"):
+        create_app({"TESTING": True, "TOKENS_FILE": str(broken)})
+
+
+def kubernetes_secret(folder: Path, text: str) -> Path:
+    """A Secret volume as the kubelet writes it: tokens -> ..data/tokens, ..data -> ..<version>.
+    Each call writes a new version and swaps `..data` atomically."""
+    version = folder / f"..2026_{len(list(folder.glob('..2026_*'))):02d}"
+    version.mkdir()
+    (version / "tokens").write_text(text)
+    link = folder / "..data_tmp"
+    link.symlink_to(version.name)
+    link.replace(folder / "..data")
+    if not (folder / "tokens").is_symlink():
+        (folder / "tokens").symlink_to("..data/tokens")
+    return folder / "tokens"
+
+
+def test_a_swapped_secret_is_read_and_a_broken_one_keeps_the_tokens_in_force(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from webservice.observability import configure_logging
+
+    configure_logging()
+    path = kubernetes_secret(tmp_path, ALICE_LINE + "\n")
+    tokens = TokenFile(str(path), check_seconds=0)
+    assert tokens.caller(ALICE) == "alice" and tokens.caller(BOB) is None
+    kubernetes_secret(tmp_path, BOB_LINE + "\n")
+    assert tokens.caller(BOB) == "bob" and tokens.caller(ALICE) is None
+    capfd.readouterr()
+    kubernetes_secret(tmp_path, f"{ALICE_LINE}\n# next\nbob:{BOB}\n")  # the token, not its hash
+    assert tokens.caller(BOB) == "bob" and tokens.caller(ALICE) is None
+    assert tokens.caller(BOB) == "bob"  # the same broken version is reported once
+    errors = [line for line in log_lines(capfd.readouterr().out) if line["level"] == "error"]
+    assert len(errors) == 1
+    assert "line 3: after the colon must come the SHA-256" in errors[0]["message"]
+    assert "keeping the previous 1 tokens" in errors[0]["message"]
+    assert BOB not in errors[0]["message"]
+    (tmp_path / "..data").unlink()  # the file disappears: keep the tokens, log once
+    assert tokens.caller(BOB) == "bob"
+    kubernetes_secret(tmp_path, "")  # an empty file is valid: nobody gets in
+    assert tokens.caller(BOB) is None
+
+
+def test_the_file_is_checked_at_most_once_per_period(tmp_path: Path) -> None:
+    path = write(tmp_path / "tokens", ALICE_LINE + "\n")
+    tokens = TokenFile(str(path), check_seconds=3600)
+    write(path, BOB_LINE + "\n")
+    assert tokens.caller(ALICE) == "alice", "no stat on every request"
+    tokens.refresh()
+    assert tokens.caller(BOB) == "bob"
+
+
+def statuses(server: LiveServer, token: str, requests: int = 20) -> set[int]:
+    """The statuses of `requests` predictions, each on a new connection (so both workers)."""
+    seen = set()
+    for _ in range(requests):
+        request = urllib.request.Request(
+            server.url + "/v1/predictions",
+            data=json.dumps(SEED_JSON).encode(),
+            headers={"Content-Type": "application/json", **bearer(token)},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                seen.add(response.status)
+        except urllib.error.HTTPError as error:
+            seen.add(error.code)
+    return seen
+
+
+@pytest.mark.slow
+def test_tokens_rotate_on_the_real_server_without_a_restart(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    path = kubernetes_secret(secret, ALICE_LINE + "\n")
+    environment = {"ONCOLOGY_TOKENS_FILE": str(path)}
+    with live_server(tmp_path, workers=2, env=environment) as server:
+        processes = process_tree(server.process.pid)
+        assert statuses(server, ALICE) == {200} and statuses(server, BOB) == {401}
+        kubernetes_secret(secret, BOB_LINE + "\n")
+        deadline = time.monotonic() + 10
+        while statuses(server, BOB) != {200} and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert statuses(server, BOB) == {200} and statuses(server, ALICE) == {401}
+        kubernetes_secret(secret, f"{BOB_LINE}\nalice {ALICE}\n")  # broken: keep bob's token
+        time.sleep(2 * CHECK_SECONDS + 0.5)
+        assert statuses(server, BOB) == {200} and statuses(server, ALICE) == {401}
+        assert process_tree(server.process.pid) == processes, "no worker was restarted"
+        assert server.status("/readyz") == 200
+        log = server.log.read_text()
+    assert "line 2: expected NAME:SHA256HEX; keeping the previous 1 tokens" in log
+    for token in (ALICE, BOB):
+        assert token not in log
+
+
+# --- making tokens ---------------------------------------------------------------------------
+
+
+def test_new_prints_a_token_once_and_its_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["new", "billing-service"]) == 0
+    output = capsys.readouterr().out
+    token = output.split("\n\n")[1].strip()
+    line = output.rstrip().splitlines()[-1].strip()
+    assert line == f"billing-service:{digest(token).hex()}"
+    assert len(token) >= 43 and output.count(token) == 1
+    assert main(["new", "not valid"]) == 2
+    assert main(["new", "anonymous"]) == 2
+
+
+def test_check_names_the_line_and_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write(tmp_path / "good", f"{ALICE_LINE}\n{BOB_LINE}\n")
+    assert main(["check", str(good)]) == 0
+    assert "2 tokens for 2 callers: alice, bob" in capsys.readouterr().out
+    bad = write(tmp_path / "bad", f"{ALICE_LINE}\nbob {BOB}\n")
+    assert main(["check", str(bad)]) == 1
+    assert "line 2: expected NAME:SHA256HEX" in capsys.readouterr().err
+
+
+def test_make_token_prints_a_token_and_its_line() -> None:
+    environment = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL")}
+    output = subprocess.run(
+        ["make", "--no-print-directory", "-s", "token", "name=reporting"],
+        cwd=ROOT, env=environment, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    token = output.split("\n\n")[1].strip()
+    assert f"reporting:{digest(token).hex()}" in output

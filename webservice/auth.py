@@ -1,0 +1,119 @@
+"""Bearer tokens: a WSGI middleware that lets only known callers reach the protected endpoints.
+
+On only when a tokens file is configured (`ONCOLOGY_TOKENS_FILE` for the API,
+`ONCOLOGY_METRICS_TOKENS_FILE` for /metrics); otherwise it is not in the stack at all. The probes
+and the documentation stay open; every other path (unknown ones too) needs
+`Authorization: Bearer <token>`. The caller's name goes into the environ for the access log and
+the metrics; the token goes nowhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import parse_qs
+
+from webservice.middleware import WSGIApp
+from webservice.observability import CALLER
+from webservice.problems import Problem
+from webservice.tokens import TokenFile
+
+# The probes (the V2 ones too: KServe points its probes there), and the documentation.
+OPEN_PATHS = frozenset(
+    ("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/docs", "/swagger.json")
+)
+OPEN_PREFIX = "/swaggerui/"  # Swagger UI's assets
+METRICS_PATH = "/metrics"
+REALM = "oncology"
+UNAUTHENTICATED = "unauthenticated"
+HOW = "send the header Authorization: Bearer <token>"
+
+Guard = Literal["open", "metrics", "api"]
+
+
+def guard(path: str) -> Guard:
+    """Which tokens a path needs: none, the metrics tokens, or the API tokens."""
+    if path in OPEN_PATHS or path.startswith(OPEN_PREFIX):
+        return "open"
+    return "metrics" if path == METRICS_PATH else "api"
+
+
+def _refusal(status: int, error: str | None, field: str, rule: str, detail: str) -> Problem:
+    challenge = f'Bearer realm="{REALM}"' + (f', error="{error}"' if error else "")
+    return Problem(
+        status,
+        detail,
+        {field: rule},
+        kind="unauthorized" if status == 401 else "token-in-query",
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+MISSING = _refusal(
+    401, None, "Authorization", f"is required: {HOW}", f"This endpoint needs a token: {HOW}."
+)
+WRONG_SCHEME = _refusal(
+    401,
+    None,
+    "Authorization",
+    f"must use the Bearer scheme: {HOW}",
+    f"Only bearer tokens are accepted: {HOW}.",
+)
+INVALID = _refusal(
+    401,
+    "invalid_token",
+    "Authorization",
+    "the bearer token is not valid (unknown, revoked or malformed)",
+    "The bearer token is not valid.",
+)
+IN_QUERY = _refusal(
+    400,
+    "invalid_request",
+    "access_token",
+    f"tokens are never accepted in the query string: {HOW}",
+    f"Tokens are never accepted in the query string: {HOW}.",
+)
+
+
+class BearerAuth:
+    """Answer 401 (problem+json, `WWW-Authenticate: Bearer`) before any work unless the request
+    carries a token of the tokens file its path needs; a token in the query string gets 400."""
+
+    def __init__(self, app: WSGIApp, *, api: TokenFile | None, metrics: TokenFile | None) -> None:
+        self.app = app
+        self.tokens: dict[Guard, TokenFile | None] = {"api": api, "metrics": metrics, "open": None}
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        tokens = self.tokens[guard(path)]
+        if tokens is None:
+            return self.app(environ, start_response)
+        refusal = _check(environ, tokens)
+        if refusal is None:
+            return self.app(environ, start_response)
+        environ[CALLER] = UNAUTHENTICATED
+        body, content_type = refusal.answer(path)  # problem+json; {"error": ...} under /v2
+        headers = [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            *refusal.headers.items(),
+        ]
+        start_response(f"{refusal.status} {refusal.title}", headers)
+        return [body]
+
+
+def _check(environ: dict[str, Any], tokens: TokenFile) -> Problem | None:
+    """None when the request names a known caller (set in the environ), else the refusal."""
+    query = environ.get("QUERY_STRING")
+    if query and "access_token" in query and "access_token" in parse_qs(query, True):
+        return IN_QUERY
+    header = environ.get("HTTP_AUTHORIZATION")
+    if header is None:
+        return MISSING
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return WRONG_SCHEME
+    name = tokens.caller(token.strip())
+    if name is None:
+        return INVALID
+    environ[CALLER] = name
+    return None

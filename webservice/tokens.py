@@ -1,0 +1,196 @@
+"""The tokens file: who may call, as `NAME:SHA256HEX` lines, re-read when it changes.
+
+One line per token: the caller's name, a colon, and the SHA-256 of the token as 64 hex digits
+(never the token itself); `#` starts a comment; blank lines are skipped. A caller may have several
+lines (an old and a new token while rotating). Kubernetes mounts a Secret as a symlink that it
+swaps on update, so the path is stat'ed (following symlinks) at most once per second per worker
+and re-read when its inode, size or mtime changed. A file that breaks a rule keeps the previous
+tokens in force and is logged with the line and the rule (never a line's content).
+
+`python -m webservice.tokens new CALLER` makes a token; `python -m webservice.tokens check FILE`
+checks a file before it goes into the Secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import sys
+import time
+
+CHECK_SECONDS = 1.0
+# Names become metric label values and log fields: a short, safe set of characters.
+_VALID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}").fullmatch
+_VALID_HEX = re.compile(r"[0-9a-fA-F]{64}").fullmatch
+NAME_RULE = "a caller name is 1 to 64 of A-Z a-z 0-9 . _ - (starting with a letter or digit)"
+# What the service reports for requests that needed no token, and for refused ones.
+RESERVED_NAMES = frozenset(("anonymous", "unauthenticated"))
+
+log = logging.getLogger(__name__)
+
+Entries = tuple[tuple[bytes, str], ...]  # (SHA-256 digest, caller name)
+_Signature = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
+
+
+class TokensFileError(ValueError):
+    """The tokens file cannot be used: the message names the file, the line and the rule."""
+
+
+def digest(token: str) -> bytes:
+    """The SHA-256 of a token, as stored (in hex) in the tokens file."""
+    # WSGI header values are latin-1 strings (PEP 3333); anything else simply never matches.
+    return hashlib.sha256(token.encode("latin-1", "replace")).digest()
+
+
+def parse(text: str, source: str) -> Entries:
+    """The entries of a tokens file's text, or TokensFileError naming the first broken rule."""
+    entries: list[tuple[bytes, str]] = []
+    seen: dict[bytes, int] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, colon, hexdigest = (part.strip() for part in line.partition(":"))
+        where = f"{source} line {number}"
+        if not colon:
+            raise TokensFileError(f"{where}: expected NAME:SHA256HEX")
+        if not _VALID_NAME(name):
+            raise TokensFileError(f"{where}: {NAME_RULE}")
+        if name in RESERVED_NAMES:
+            raise TokensFileError(f"{where}: the caller name {name!r} is reserved")
+        if not _VALID_HEX(hexdigest):
+            raise TokensFileError(
+                f"{where}: after the colon must come the SHA-256 of the token as 64 hex digits "
+                "(never the token itself)"
+            )
+        value = bytes.fromhex(hexdigest)
+        if value in seen:
+            raise TokensFileError(f"{where}: the same token as line {seen[value]}")
+        seen[value] = number
+        entries.append((value, name))
+    return tuple(entries)
+
+
+class TokenFile:
+    """The callers of one tokens file, kept current; `caller(token)` answers who presents it."""
+
+    def __init__(self, path: str, *, check_seconds: float = CHECK_SECONDS) -> None:
+        """Read `path` now; a missing or broken file raises TokensFileError (fail closed)."""
+        self.path = path
+        self.check_seconds = check_seconds
+        signature = self._stat()
+        if signature is None:
+            raise TokensFileError(f"{path}: cannot read the tokens file")
+        self._entries = self._read()
+        self._signature: _Signature | None = signature
+        self._next_check = time.monotonic() + check_seconds
+        _log_loaded(path, self._entries)
+
+    def caller(self, token: str) -> str | None:
+        """The name of the caller whose token this is, or None.
+
+        Constant time in the token: every stored digest is compared (hmac.compare_digest, no early
+        exit) with the SHA-256 of the presented token, so neither how close a wrong token is nor
+        which entry matches shows in the timing. About 0.1 us per stored token.
+        """
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + self.check_seconds
+            self.refresh()
+        presented = digest(token)
+        found = None
+        for stored, name in self._entries:
+            if hmac.compare_digest(stored, presented):
+                found = name
+        return found
+
+    def refresh(self) -> None:
+        """Re-read the file if it changed; when it cannot be used, keep the tokens in force."""
+        signature = self._stat()
+        if signature == self._signature:
+            return
+        self._signature = signature  # a broken version is reported once, not every second
+        try:
+            if signature is None:
+                raise TokensFileError(f"{self.path}: cannot read the tokens file")
+            entries = self._read()
+        except TokensFileError as error:
+            log.error("%s; keeping the previous %d tokens", error, len(self._entries))
+            return
+        self._entries = entries
+        _log_loaded(self.path, entries)
+
+    def _stat(self) -> _Signature | None:
+        try:
+            stat = os.stat(self.path)  # follows the symlink Kubernetes swaps
+        except OSError:
+            return None
+        return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+    def _read(self) -> Entries:
+        try:
+            with open(self.path, encoding="utf-8") as file:
+                text = file.read()
+        except (OSError, UnicodeDecodeError) as error:
+            raise TokensFileError(
+                f"{self.path}: cannot read the tokens file ({type(error).__name__})"
+            ) from None
+        return parse(text, self.path)
+
+
+def _log_loaded(path: str, entries: Entries) -> None:
+    names = sorted({name for _, name in entries})
+    if not entries:
+        log.warning("%s holds no tokens: every request that needs one is refused", path)
+    else:
+        log.info("%s: %d tokens for %s", path, len(entries), ", ".join(names))
+
+
+def new_token(name: str) -> tuple[str, str]:
+    """A new random token for `name` and its line for the tokens file."""
+    if not _VALID_NAME(name) or name in RESERVED_NAMES:
+        raise ValueError(f"{name!r}: {NAME_RULE}, and not {' or '.join(sorted(RESERVED_NAMES))}")
+    token = secrets.token_urlsafe(32)
+    return token, f"{name}:{digest(token).hex()}"
+
+
+USAGE = """usage: python -m webservice.tokens new CALLER    make a token (printed once) and its line
+       python -m webservice.tokens check FILE    check a tokens file; exit 1 naming line and rule"""
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in ("new", "check"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    command, argument = argv
+    if command == "check":
+        try:
+            with open(argument, encoding="utf-8") as file:
+                entries = parse(file.read(), argument)
+        except (OSError, UnicodeDecodeError, TokensFileError) as error:
+            print(error, file=sys.stderr)
+            return 1
+        names = sorted({name for _, name in entries})
+        print(f"{argument}: {len(entries)} tokens for {len(names)} callers: {', '.join(names)}")
+        return 0
+    try:
+        token, line = new_token(argument)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    print(
+        f"Token for {argument} (shown once: hand it to the caller, keep no other copy):\n\n"
+        f"    {token}\n\n"
+        "Line to add to the tokens file (the Secret's `tokens` key; `metrics-tokens` for a\n"
+        "/metrics reader such as Prometheus). The caller sends `Authorization: Bearer <token>`.\n\n"
+        f"    {line}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
