@@ -5,10 +5,14 @@ PYTHON ?= python3
 PIPENV := PIPENV_VENV_IN_PROJECT=1 PIPENV_VERBOSITY=-1 $(PYTHON) -m pipenv
 VENV := .venv
 PY := $(VENV)/bin/python
+# Two installs into the same .venv: what serving needs (`make run`), then everything else.
+SERVING := $(VENV)/.serving
 INSTALLED := $(VENV)/.installed
-MODEL := oncology_model/artifacts/model.onnx
-TRAINING_INPUTS := oncology_model/data/breast-cancer-wisconsin.data oncology_model/training.py \
-	oncology_model/dataset.py oncology_model/datamodel.py
+ARTIFACTS := oncology_model/artifacts
+# The training date written into the committed metadata.json, fixed so that `make train` and the
+# reproducibility test (tests/test_training.py) give byte-identical artifacts; change it when you
+# retrain on purpose. 1795219200 is 2026-11-21T00:00:00Z.
+MODEL_DATE_EPOCH := 1795219200
 
 version := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 # The model an image is built around: a training output folder (`make image model=DIR`); without
@@ -28,7 +32,6 @@ registry ?=
 base_image ?= python:3.11-slim-bookworm
 # Extra `docker build` flags, e.g. DOCKER_BUILD_FLAGS="--network host" (the image test sets it).
 DOCKER_BUILD_FLAGS ?=
-# Linters and validators for the image and manifests, kept out of the app's environment.
 # The package index `make publish-model` uploads to (its upload URL), with twine from its own venv.
 index ?=
 TWINE := build/twine-venv/bin/twine
@@ -36,38 +39,59 @@ TWINE_PIN := twine==7.0.0
 WHEEL_DIR := build/wheel
 # Where `make image` puts the artifacts of model=DIR for the build (empty: the build trains).
 MODEL_STAGE := build/image-model
+# Linters and validators for the image and manifests, kept out of the app's environment.
 TOOLS := .tools/.installed
 TOOLS_BIN := .tools/bin
 TRIVY_SKIP := --skip-dirs .venv --skip-dirs .tools --skip-dirs build --skip-dirs dist --skip-dirs .git
 
 .DEFAULT_GOAL := help
 
+# Variables whose values `make help` shows in place of their names.
+HELP_VARIABLES := tag training_tag version image_version model_dir team_label registry base_image
+
 .PHONY: help
 help: ## Show this help
-	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+	@if [ -t 1 ]; then colour='\033[36m'; plain='\033[0m'; else colour=; plain=; fi; \
+	grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	sed $(foreach v,$(HELP_VARIABLES),-e 's|$$($(v))|$($(v))|g') | \
+	awk -v on="$$colour" -v off="$$plain" \
+		'BEGIN {FS = ":.*?## "}; {printf "  %s%-14s%s %s\n", on, $$1, off, $$2}'
 
 .PHONY: install
-install: $(INSTALLED) ## Create .venv from Pipfile.lock (installs pipenv if missing)
+install: $(INSTALLED) ## Create .venv from Pipfile.lock: serving, training, test and lint tools
 
-$(INSTALLED): Pipfile.lock pyproject.toml
-	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pipenv
-	$(PIPENV) sync --categories "packages train dev-packages"
+$(SERVING): Pipfile.lock pyproject.toml
+	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || { \
+		echo "==> Installing pipenv for $(PYTHON) (once)"; $(PYTHON) -m pip install --quiet pipenv; }
+	@echo "==> Installing what serving needs into $(VENV) from Pipfile.lock: numpy, onnxruntime, \
+	flask, flask-restx, gunicorn, orjson, prometheus-client (about 15 s)"
+	@$(PIPENV) sync --categories packages
+	@echo "==> Installing this project (oncology_model, webservice) into $(VENV), editable"
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --editable .
+	@touch $@
+
+$(INSTALLED): $(SERVING)
+	@echo "==> Installing training, test and lint tools into $(VENV) from Pipfile.lock: \
+	scikit-learn, pandas, matplotlib, pytest, schemathesis, playwright, ruff, \
+	mypy... (about 60 s)"
+	@$(PIPENV) sync --categories "packages train dev-packages"
 	@touch $@
 
 .PHONY: train
-train: $(INSTALLED) ## Train, evaluate and export the model (report in build/report/)
-	$(PY) -m oncology_model.training --out oncology_model/artifacts
-
-$(MODEL): $(TRAINING_INPUTS) | $(INSTALLED)
-	$(PY) -m oncology_model.training --out oncology_model/artifacts
+train: $(INSTALLED) ## Train, evaluate and export the bundled model (report in build/report/)
+	@echo "==> Training into $(ARTIFACTS) (2 candidates x 5 repeats x 5 folds, then the \
+	chosen one on all rows; about 40 s); report in build/report"
+	SOURCE_DATE_EPOCH=$(MODEL_DATE_EPOCH) PYTHONUNBUFFERED=1 $(PY) -m oncology_model.training \
+		--out $(ARTIFACTS) --report build/report
 
 .PHONY: run
-run: $(MODEL) ## Serve the API with gunicorn on http://127.0.0.1:8080 (HOST, PORT, WORKERS from the env)
+run: $(SERVING) ## Serve the API with gunicorn on http://127.0.0.1:8080 (HOST, PORT, WORKERS from the env)
+	@echo "==> Starting gunicorn on http://$${HOST:-127.0.0.1}:$${PORT:-8080} (Swagger UI at /docs); \
+	Ctrl-C stops it"
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py 'webservice:create_app()'
 
 .PHONY: test
-test: $(MODEL) ## Run the test suite
+test: $(INSTALLED) ## Run the test suite
 	$(PY) -m pytest
 
 .PHONY: package
@@ -77,11 +101,15 @@ package: train ## Train, test and build the wheel into dist/
 	$(PY) -m build --wheel --no-isolation --outdir dist .
 
 .PHONY: bench
-bench: $(MODEL) ## Benchmark against the HTTP floor (BENCH_ARGS=--mlserver adds MLServer); build/bench/
+bench: $(INSTALLED) ## Benchmark against the HTTP floor (BENCH_ARGS=--mlserver adds MLServer); build/bench/
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+.PHONY: interop
+interop: $(MODEL) ## tritonclient and the kserve SDK (own venv, build/interop) against the live server, V2
+	$(PY) -m ops.interop
+
 .PHONY: reliability
-reliability: $(MODEL) ## Soak, worker crash, reload/shutdown, bad input and bad artifacts, on loopback
+reliability: $(INSTALLED) ## Soak, worker crash, reload/shutdown, bad input and bad artifacts, on loopback
 	$(PY) -m reliability.run
 
 .PHONY: security
@@ -104,9 +132,8 @@ format: $(INSTALLED) ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 .PHONY: clean
-clean: ## Remove build output, caches and trained artifacts (keeps .venv)
-	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
-	rm -f oncology_model/artifacts/model.* oncology_model/artifacts/metadata.json
+clean: ## Remove build output and caches (keeps .venv and the committed model)
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
 
 # --- image and cluster ------------------------------------------------------------------------
@@ -138,7 +165,7 @@ image: model-version ## Build $(tag):$(image_version) and $(training_tag):$(imag
 		--build-arg MODEL_VERSION=$(model_version) --target training -t $(training_tag):$(image_version) .
 
 .PHONY: publish
-publish: model-version ## Tag and push both images to $(registry) (e.g. make publish registry=ghcr.io/acme)
+publish: model-version ## Tag and push both images to a registry (make publish registry=HOST[:PORT]/NAMESPACE)
 	@test -n "$(registry)" || { echo "set registry=HOST[:PORT]/NAMESPACE"; exit 2; }
 	docker tag $(tag):$(image_version) $(registry)/$(tag):$(image_version)
 	docker tag $(training_tag):$(image_version) $(registry)/$(training_tag):$(image_version)
@@ -158,13 +185,17 @@ train-job: ## Run the training Job in the cluster with $(training_tag):$(image_v
 		| kubectl create -f -
 
 .PHONY: image-test
-image-test: $(MODEL) ## Build the images; ship a new model through the Job, the gate, a loopback index and registry
+image-test: $(INSTALLED) ## Build the images; ship a new model through the Job, the gate, a loopback index and registry
 	$(PY) ops/image_test.py --image $(tag) --training-image $(training_tag)
 
 $(TOOLS): ops/tools-requirements.txt
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet -r ops/tools-requirements.txt
 	@touch $@
+
+.PHONY: monitoring-rules
+monitoring-rules: ## Make k8s/components/monitoring/prometheus-rule.yaml from monitoring/rules.yaml
+	$(PYTHON) ops/prometheus_rule.py
 
 .PHONY: k8s-check
 k8s-check: $(TOOLS) ## Validate k8s/ strictly for several Kubernetes versions, lint Dockerfile and manifests

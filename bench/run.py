@@ -1,7 +1,8 @@
 """`make bench`: the service against the HTTP floor, measured side by side in one run.
 
 (a) the floor: a bare WSGI app on gunicorn with the same settings and worker count;
-(b) this service: single predictions, explain requests, batches of 100, 1,000 and 10,000;
+(b) this service: single predictions, the same one row through the Open Inference Protocol
+    (V2 inference), explain requests, batches of 100, 1,000 and 10,000;
 (c) in-process: one `Classifier.predict`, one `predict_many` of 10,000 tumors;
 optionally (d) Seldon MLServer serving the same scikit-learn model (`--mlserver`).
 
@@ -36,6 +37,7 @@ OUT = ROOT / "build" / "bench"
 SEED = SEED_TUMOR.to_dict()
 TARGETS = {
     "throughput_ratio": 0.6,
+    "v2_vs_v1": 0.9,
     "p50_ms_c1": 0.3,
     "p99_ms_c16": 10.0,
     "batch_1000_ms": 5.0,
@@ -113,6 +115,14 @@ def main() -> int:
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir()
     single = wrk_script(OUT / "single", SEED)
+    v2_single = wrk_script(
+        OUT / "v2single",
+        {
+            "inputs": [
+                {"name": "tumors", "shape": [1, 9], "datatype": "INT64", "data": list(SEED_TUMOR)}
+            ]
+        },
+    )
     get = wrk_script(OUT / "get", None)
     batch_100 = wrk_script(OUT / "batch100", {"tumors": [SEED] * 100})
     results: dict[str, Any] = {
@@ -135,14 +145,18 @@ def main() -> int:
         results["start_to_ready_s"] = service.wait_ready()
         floor_url = f"{floor.url}/"
         predict_url = f"{service.url}/v1/predictions"
-        rounds: dict[str, list[dict[str, float]]] = {"floor": [], "service": []}
+        v2_url = f"{service.url}/v2/models/oncology/infer"
+        rounds: dict[str, list[dict[str, float]]] = {"floor": [], "service": [], "v2": []}
         for _ in range(args.rounds):
             rounds["floor"].append(load(floor, floor_url, get, args.seconds))
             rounds["service"].append(load(service, predict_url, single, args.seconds))
+            rounds["v2"].append(load(service, v2_url, v2_single, args.seconds))
         results["rounds_c16"] = rounds
         results["floor_c16"] = _median(rounds["floor"])
         results["service_c16"] = _median(rounds["service"])
+        results["v2_c16"] = _median(rounds["v2"])
         results["throughput_ratio"] = results["service_c16"]["rps"] / results["floor_c16"]["rps"]
+        results["v2_vs_v1"] = results["v2_c16"]["rps"] / results["service_c16"]["rps"]
         c1 = min(args.seconds, 5)
         results["floor_c1"] = run_wrk(floor_url, get, connections=1, seconds=c1)
         results["service_c1"] = run_wrk(predict_url, single, connections=1, seconds=c1)
@@ -209,6 +223,8 @@ def report(r: dict[str, Any]) -> None:
             f">= {t['throughput_ratio']}x",
         ),
         ("server CPU per request, floor / service", cpu, ""),
+        ("V2 inference (one row), c16", _rps(r["v2_c16"]), _latency(r["v2_c16"])),
+        ("V2 / single prediction throughput", f"{r['v2_vs_v1']:.2f}x", f">= {t['v2_vs_v1']}x"),
         ("explain, c16", _rps(r["explain_c16"]), _latency(r["explain_c16"])),
         ("batch of 100, c16", _rps(r["batch_100_c16"]), _latency(r["batch_100_c16"])),
         ("batch of 100, server time", f"{batch[100]:.2f} ms", ""),
@@ -241,10 +257,11 @@ def chart(r: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = ["floor", "service", "explain", "batch of 100\n(requests)"]
+    names = ["floor", "service", "V2 infer", "explain", "batch of 100\n(requests)"]
     values = [
         r["floor_c16"]["rps"],
         r["service_c16"]["rps"],
+        r["v2_c16"]["rps"],
         r["explain_c16"]["rps"],
         r["batch_100_c16"]["rps"],
     ]
@@ -253,7 +270,9 @@ def chart(r: dict[str, Any], path: Path) -> None:
         values.append(r["mlserver"]["c16"]["rps"])
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     left.bar(
-        names, values, color=["grey", "tab:blue", "tab:cyan", "tab:green", "tab:red"][: len(names)]
+        names,
+        values,
+        color=["grey", "tab:blue", "tab:purple", "tab:cyan", "tab:green", "tab:red"][: len(names)],
     )
     left.set(
         ylabel="requests/s (16 connections)",

@@ -44,6 +44,7 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
 SCORE_MIN = 1
 SCORE_MAX = 10
 SCORE_RULE = f"must be an integer from {SCORE_MIN} to {SCORE_MAX}, or null when not measured"
+MISSING_RULE = f"is required: an integer from {SCORE_MIN} to {SCORE_MAX}, or null when not measured"
 
 Score = int | None
 
@@ -122,7 +123,7 @@ def field_errors(data: object, prefix: str = "") -> dict[str, str]:
     errors = {
         prefix + name: error
         for name in FEATURES
-        if (error := ("is required" if name not in data else score_error(data[name])))
+        if (error := (MISSING_RULE if name not in data else score_error(data[name])))
     }
     for name in data:
         if name not in _FEATURE_SET:
@@ -211,6 +212,48 @@ def _few_plain_rows(candidates: Sequence[object]) -> np.ndarray | None:
                 return None
         flat.extend(scores)
     return np.array(flat, dtype=np.float64).reshape(len(candidates), len(FEATURES))
+
+
+def validate_flat(values: Sequence[object] | np.ndarray, path: str) -> np.ndarray:
+    """Validate scores given row-major, nine per row in `FEATURES` order, and return them as a
+    float (n, 9) array: the tensor form of `validate_rows`, with the same rules and messages.
+
+    `values` holds parsed-JSON scores (None when not measured), or is a numeric array in which NaN
+    means not measured (binary tensor data, which has no null). Plainly valid scores pass in one
+    quick check; otherwise each row is checked as a tumor object by `validate_rows`, so errors read
+    `path[3].mitoses` (rows counted from 0). The caller makes sure there are nine per row.
+    """
+    k = len(FEATURES)
+    if isinstance(values, np.ndarray):
+        rows = values.astype(np.float64).reshape(-1, k)
+        with np.errstate(invalid="ignore"):
+            plain = (rows >= SCORE_MIN) & (rows <= SCORE_MAX) & (rows == np.floor(rows))
+        if (plain | np.isnan(rows)).all():
+            return rows
+        items: list[Any] = [None if v != v else v for v in values.ravel().tolist()]
+    else:
+        plain_rows = _plain_flat(values)
+        if plain_rows is not None:
+            return plain_rows
+        items = list(values)
+    tumors = [dict(zip(FEATURES, items[i : i + k], strict=True)) for i in range(0, len(items), k)]
+    return validate_rows(tumors, path)
+
+
+def _plain_flat(values: Sequence[object]) -> np.ndarray | None:
+    """The (n, 9) rows if every value is plainly a valid score or None (see `validate_flat`)."""
+    for value in values:
+        kind = type(value)
+        if kind is int:
+            if not SCORE_MIN <= cast(int, value) <= SCORE_MAX:
+                return None
+        elif kind is float:
+            number = cast(float, value)
+            if not (number.is_integer() and SCORE_MIN <= number <= SCORE_MAX):
+                return None
+        elif value is not None:
+            return None
+    return np.array(values, dtype=np.float64).reshape(-1, len(FEATURES))
 
 
 def _as_float(score: Score | float) -> float:

@@ -10,7 +10,8 @@
    reaches `TARGET_SENSITIVITY` (missing a cancer costs more than a false alarm); never above 0.5.
    Threshold-dependent figures of each fold use a threshold chosen without that fold's labels.
 4. The chosen pipeline is refitted on all rows and saved as joblib (the reference) and ONNX (what
-   is served), with `metadata.json` holding the hashes, versions, threshold and CV figures.
+   is served), with `metadata.json` holding the hashes, versions, threshold and CV figures, and
+   the training distribution that drift monitoring compares live traffic with.
 
 Determinism: seeds are fixed and the outputs are written in a fixed form, so the same data, seed
 and library versions give byte-identical `model.onnx` and `model.joblib`. The one varying field is
@@ -50,6 +51,8 @@ from sklearn.preprocessing import StandardScaler
 
 from oncology_model.datamodel import FEATURE_DESCRIPTIONS, FEATURES, SCORE_MAX, SCORE_MIN
 from oncology_model.dataset import Dataset, DatasetError, bundled_data_path, load_datasets
+from oncology_model.drift import METADATA_KEY as DRIFT_REFERENCE
+from oncology_model.drift import drift_reference
 from oncology_model.integrity import (
     JOBLIB_FILE,
     METADATA_FILE,
@@ -240,6 +243,13 @@ def export_onnx(pipeline: Pipeline) -> bytes:
     return bytes(model.SerializeToString())
 
 
+def served_probabilities(onnx_bytes: bytes, rows: np.ndarray) -> np.ndarray:
+    """Malignant probabilities of `rows` from the exported ONNX model: exactly what is served."""
+    session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    output = session.run([ONNX_OUTPUT], {ONNX_INPUT: rows.astype(np.float32)})[0]
+    return np.asarray(output[:, 1], dtype=np.float64)
+
+
 def dump_joblib(pipeline: Pipeline) -> bytes:
     buffer = io.BytesIO()
     joblib.dump(pipeline, buffer)
@@ -275,6 +285,7 @@ def train(
     started = time.perf_counter()
     results, oof = {}, {}
     for candidate in CANDIDATES:
+        log(f"{candidate.name:>20}: {N_REPEATS} x {N_SPLITS}-fold grouped cross-validation...")
         oof[candidate.name] = out_of_fold(candidate, data, seed)
         results[candidate.name] = evaluate(oof[candidate.name])
         summary = results[candidate.name]["summary"]
@@ -287,6 +298,7 @@ def train(
     pooled_p = np.concatenate([f["p"] for f in oof[chosen.name]])
     threshold = choose_threshold(pooled_y, pooled_p)
 
+    log(f"fitting {chosen.name} on all {data.n_rows} rows and exporting it")
     pipeline = build_pipeline(chosen, data.sample_ids, data.y, seed)
     pipeline.fit(data.X, data.y)
     onnx_bytes = export_onnx(pipeline)
@@ -340,6 +352,10 @@ def train(
             "chosen": results[chosen.name]["summary"],
             "candidates": {name: r["summary"] for name, r in results.items()},
         },
+        # What monitoring compares live traffic with (oncology_model.drift).
+        DRIFT_REFERENCE: drift_reference(
+            data.X, data.y, served_probabilities(onnx_bytes, data.X), round(threshold, 6)
+        ).to_metadata(),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / ONNX_FILE).write_bytes(onnx_bytes)

@@ -30,6 +30,19 @@ def run(*command: str) -> str:
     return output
 
 
+def skipped_checks(config: Path) -> list[str]:
+    """The check ids listed under `skip-check:` in checkov's YAML config."""
+    skipped, listing = [], False
+    for line in config.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not line.startswith(" "):
+            listing = line.startswith("skip-check:")
+        elif listing and line.strip().startswith("- "):
+            skipped.append(line.strip()[2:].strip())
+    return skipped
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tools", type=Path, required=True, help="bin folder of the linters")
@@ -40,7 +53,9 @@ def main() -> int:
         bundle = Path(scratch) / "all.yaml"
         # generateName is for `kubectl create`; the schema check wants a concrete name.
         training = [
-            path.read_text().replace("generateName: oncology-model-training-", "name: t")
+            path.read_text().replace(
+                "generateName: oncology-model-training-", "name: oncology-model-training-check"
+            )
             for path in sorted((ROOT / "k8s/training").glob("*.yaml"))
         ]
         bundle.write_text("\n---\n".join([rendered, *training]))
@@ -60,6 +75,12 @@ def main() -> int:
     checkov = (str(tools / "checkov"), "--config-file", ".checkov.yaml")
     print(run(*checkov, "--directory", "k8s"))
     print(run(*checkov, "--file", "Dockerfile"))
+    # checkov does not run the checks its config skips, so its own summary says "Skipped checks: 0".
+    skipped = skipped_checks(ROOT / ".checkov.yaml")
+    print(
+        f"checkov: {len(skipped)} checks skipped by .checkov.yaml (each justified there): "
+        + ", ".join(skipped)
+    )
     print("k8s-check: passed")
     return 0
 

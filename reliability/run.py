@@ -233,7 +233,8 @@ def schemathesis_run() -> dict[str, Any]:
                     f"{server.url}/swagger.json", "--checks", "all", "--max-examples", "500",
                     "--workers", "2", "--seed", str(20261120 + runs), "--no-color",
                 ],
-                capture_output=True, text=True, timeout=600, check=False,
+                # In OUT: schemathesis keeps a cache (.schemathesis/) in its working directory.
+                capture_output=True, text=True, timeout=600, check=False, cwd=OUT,
             )  # fmt: skip
             log = OUT / f"schemathesis-{runs}.log"
             log.write_text(result.stdout + result.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,12 @@ PROBLEM_KEYS = {"type", "title", "status", "detail", "errors"}
 def problem(response: Any, status: int) -> dict[str, Any]:
     """Assert `response` is an RFC 9457 problem with `status`, and return its body."""
     assert response.status_code == status, response.data
+    assert response.status == f"{status} {HTTPStatus(status).phrase}"  # one casing everywhere
     assert response.content_type == "application/problem+json"
     body = response.get_json(force=True)
     assert set(body) == PROBLEM_KEYS
     assert body["status"] == status
+    assert body["title"] == HTTPStatus(status).phrase
     assert body["type"].startswith("urn:oncology:problem:")
     assert "Traceback" not in response.get_data(as_text=True)
     return body
@@ -73,9 +76,13 @@ def test_explain_gives_all_nine_contributions(client: FlaskClient, classifier: C
     )
 
 
-def test_bad_explain_value_is_named(client: FlaskClient) -> None:
-    body = problem(client.post("/v1/predictions?explain=maybe", json=SEED_JSON), 422)
-    assert "explain" in body["errors"]
+@pytest.mark.parametrize("path", ["/v1/predictions", "/v1/predictions/batch"])
+def test_bad_query_parameter_is_its_own_problem(client: FlaskClient, path: str) -> None:
+    payload = SEED_JSON if path == "/v1/predictions" else {"tumors": [SEED_JSON]}
+    body = problem(client.post(f"{path}?explain=yes", json=payload), 422)
+    assert body["type"] == "urn:oncology:problem:invalid-query-parameter"
+    assert body["detail"] == "The query parameter explain is 'yes': use true or false."
+    assert body["errors"] == {"explain": "'yes' is not a boolean: use true or false (or 1 or 0)"}
 
 
 def test_batch_answers_in_order(client: FlaskClient) -> None:
@@ -197,7 +204,9 @@ def test_every_bad_field_is_listed_at_once(client: FlaskClient) -> None:
     del tumor["bare_nuclei"]
     body = problem(client.post("/v1/predictions", json=tumor), 422)
     assert set(body["errors"]) == {"clump_thickness", "mitoses", "extra", "bare_nuclei"}
-    assert body["errors"]["bare_nuclei"] == "is required"
+    assert body["errors"]["bare_nuclei"] == (
+        "is required: an integer from 1 to 10, or null when not measured"
+    )
 
 
 def test_misspelt_field_is_never_ignored(client: FlaskClient) -> None:
@@ -265,15 +274,92 @@ def test_unexpected_failure_is_a_bare_500(app: Any, monkeypatch: pytest.MonkeyPa
     assert body["errors"] == {}
 
 
-def test_tampered_model_keeps_service_unready(artifacts_copy: Path) -> None:
+def test_tampered_model_keeps_service_unready_saying_why(artifacts_copy: Path) -> None:
     model = artifacts_copy / ONNX_FILE
     model.write_bytes(model.read_bytes()[:-10])
     client = create_app({"TESTING": True, "ARTIFACTS_DIR": str(artifacts_copy)}).test_client()
     assert client.get("/healthz").status_code == 200
-    body = problem(client.get("/readyz"), 503)
-    assert ONNX_FILE in body["detail"]
-    problem(client.post("/v1/predictions", json=SEED_JSON), 503)
-    problem(client.get("/v1/model"), 503)
+    for response in (
+        client.get("/readyz"),
+        client.post("/v1/predictions", json=SEED_JSON),
+        client.post("/v1/predictions/batch", json={"tumors": [SEED_JSON]}),
+        client.get("/v1/model"),
+    ):
+        body = problem(response, 503)
+        assert body["type"] == "urn:oncology:problem:model-failed"
+        assert body["detail"].startswith("The model failed to load: model artifact ")
+        assert f"{ONNX_FILE} fails verification" in body["detail"]
+        assert "this will not recover" in body["detail"]
+        assert "Retry-After" not in response.headers
+
+
+def test_a_model_still_loading_says_retry() -> None:
+    from webservice.predicting import with_model
+    from webservice.problems import Problem
+    from webservice.service import Service
+
+    starting = Service(load=False)
+    with pytest.raises(Problem) as caught:
+        with_model(starting)
+    assert caught.value.status == 503
+    assert caught.value.type == "urn:oncology:problem:model-loading"
+    assert "still loading; retry" in caught.value.detail
+    assert caught.value.headers == {"Retry-After": "1"}
+    starting.load()
+    assert with_model(starting) is starting
+
+
+def test_readyz_after_sigterm_says_shutting_down(app: Any) -> None:
+    service = app.extensions["oncology"]
+    service.shutting_down = True
+    try:
+        body = problem(app.test_client().get("/readyz"), 503)
+    finally:
+        service.shutting_down = False
+    assert body["type"] == "urn:oncology:problem:shutting-down"
+
+
+@pytest.mark.parametrize(
+    ("status", "request_args"),
+    [
+        (404, ("GET", "/nowhere", None, None)),
+        (404, ("POST", "/v1/predictions/nowhere", b"{}", "application/json")),
+        (405, ("GET", "/v1/predictions", None, None)),
+        (405, ("DELETE", "/v1/model", None, None)),
+        (413, ("POST", "/v1/predictions", b"{" + b" " * 5000, "application/json")),
+        (415, ("POST", "/v1/predictions", b"{}", "text/plain")),
+        (422, ("POST", "/v1/predictions", b"{}", "application/json")),
+        (422, ("POST", "/v1/predictions?explain=yes", b"{}", "application/json")),
+    ],
+)
+def test_status_lines_use_the_standard_phrases(
+    status: int, request_args: tuple[str, str, bytes | None, str | None]
+) -> None:
+    """Lane, middleware and Flask answers alike: "404 Not Found", never "404 NOT FOUND"."""
+    method, path, data, content_type = request_args
+    small = create_app({"TESTING": True, "MAX_BODY_BYTES": 4000}).test_client()
+    problem(small.open(path, method=method, data=data, content_type=content_type), status)
+    # the same request to Flask alone (without the lane and middleware)
+    from werkzeug.test import Client
+
+    from webservice.lane import PredictionLane
+
+    layer = small.application.wsgi_app
+    while not isinstance(layer, PredictionLane):
+        layer = layer.app
+    if status != 413:  # 413 by Content-Length is the body limit's, in front of Flask
+        flask_alone = Client(layer.app).open(
+            path, method=method, data=data, content_type=content_type
+        )
+        assert flask_alone.status == f"{status} {HTTPStatus(status).phrase}"
+    assert small.get("/healthz").status == "200 OK"
+
+
+def test_status_line_of_503_from_both_routes(artifacts_copy: Path) -> None:
+    (artifacts_copy / ONNX_FILE).unlink()
+    client = create_app({"TESTING": True, "ARTIFACTS_DIR": str(artifacts_copy)}).test_client()
+    for response in (client.post("/v1/predictions", json=SEED_JSON), client.get("/readyz")):
+        assert response.status == "503 Service Unavailable"
 
 
 def test_environment_configures_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -309,6 +395,6 @@ def test_flask_resources_answer_exactly_as_the_lane(app: Any, path: str, payload
         layer = layer.app
     through_lane = app.test_client().post(path, json=payload)
     through_flask = Client(layer.app).post(path, json=payload)
-    assert through_lane.status_code == through_flask.status_code
+    assert through_lane.status == through_flask.status
     assert through_lane.headers["Content-Type"] == through_flask.headers["Content-Type"]
     assert through_lane.get_json() == json.loads(through_flask.get_data())

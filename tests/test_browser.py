@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
+from .conftest import ensure_debian_package
 from .live_server import LiveServer, live_server
 
 pytestmark = pytest.mark.slow
@@ -30,17 +28,7 @@ CHROMIUM_ARGS = [
 
 def ensure_chromium() -> None:
     """Debian's Chromium: Playwright cannot download its own browser here, so install it."""
-    if Path(CHROMIUM).exists():
-        return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.fail(f"{CHROMIUM} is missing: run `apt-get install chromium` (Debian)")
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=environment)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
-        check=True,
-        env=environment,
-    )
+    ensure_debian_package(CHROMIUM, "chromium")
 
 
 @pytest.fixture(scope="module")

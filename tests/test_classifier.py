@@ -67,21 +67,6 @@ def test_onnx_equals_joblib_reference_on_random_inputs(classifier: Classifier) -
     assert np.array_equal(actual >= classifier.threshold, expected >= classifier.threshold)
 
 
-def test_contributions_compare_with_the_training_median(classifier: Classifier) -> None:
-    row = np.array([[10, 1, 2, 1, 2, 1, 1, 1, 1]], dtype=float)
-    contributions = classifier.contributions(row)[0]
-    medians = classifier.medians
-    for i in range(9):
-        replaced = row.copy()
-        replaced[0, i] = medians[i]
-        delta = (
-            classifier.malignant_probabilities(row)[0]
-            - classifier.malignant_probabilities(replaced)[0]
-        )
-        assert contributions[i] == pytest.approx(delta, abs=1e-6)
-    assert contributions[0] > 0.01  # a high clump thickness raises the risk
-
-
 def test_tampered_model_is_refused_naming_the_file(artifacts_copy: Path) -> None:
     model = artifacts_copy / ONNX_FILE
     data = bytearray(model.read_bytes())

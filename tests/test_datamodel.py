@@ -83,7 +83,9 @@ def test_every_bad_field_is_reported_at_once() -> None:
         "normal_nucleoli",
         "mitosis",
     }
-    assert caught.value.errors["normal_nucleoli"] == "is required"
+    assert caught.value.errors["normal_nucleoli"] == (
+        "is required: an integer from 1 to 10, or null when not measured"
+    )
     assert "not a tumor field" in caught.value.errors["mitosis"]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import platform
+import re
 import subprocess
 import sys
 import zipfile
@@ -18,9 +20,22 @@ from oncology_model.integrity import (
     ONNX_FILE,
     bundled_artifacts_dir,
     sha256_of,
+    write_json,
 )
 
 pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def makefile_date_epoch() -> str:
+    """The training date (SOURCE_DATE_EPOCH) `make train` writes into the committed metadata."""
+    match = re.search(r"^MODEL_DATE_EPOCH := (\d+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert match, "the Makefile sets MODEL_DATE_EPOCH"
+    return match.group(1)
+
+
+MODEL_DATE_EPOCH = makefile_date_epoch()
 
 
 def run_training(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -28,7 +43,7 @@ def run_training(*args: str, cwd: Path | None = None) -> subprocess.CompletedPro
         [sys.executable, "-m", "oncology_model.training", *args],
         capture_output=True,
         text=True,
-        env={"SOURCE_DATE_EPOCH": "1700000000", "PATH": "/usr/bin:/bin"},
+        env={"SOURCE_DATE_EPOCH": MODEL_DATE_EPOCH, "PATH": "/usr/bin:/bin"},
         cwd=cwd,
         timeout=300,
     )
@@ -42,17 +57,29 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_training_is_deterministic(trained: Path) -> None:
-    """Same data, seed and library versions as the bundled model: byte-identical artifacts."""
+def test_retraining_reproduces_the_committed_artifacts(trained: Path) -> None:
+    """Same data, seed, locked libraries and SOURCE_DATE_EPOCH as `make train`: all three
+    committed files, metadata.json included, come out byte for byte.
+
+    metadata.json records the Python version; the lock cannot pin its patch level, so on another
+    3.11.x the fresh file must equal the committed one once that one field is set to match."""
     for name in (ONNX_FILE, JOBLIB_FILE):
         fresh = (trained / "artifacts" / name).read_bytes()
-        bundled = (bundled_artifacts_dir() / name).read_bytes()
-        assert sha256_of(fresh) == sha256_of(bundled), f"{name} differs: run `make train`"
+        committed = (bundled_artifacts_dir() / name).read_bytes()
+        assert sha256_of(fresh) == sha256_of(committed), f"{name} differs: run `make train`"
+    fresh_path = trained / "artifacts" / METADATA_FILE
+    committed_metadata = (bundled_artifacts_dir() / METADATA_FILE).read_bytes()
+    recorded = json.loads(committed_metadata)["libraries"]["python"]
+    if recorded != platform.python_version():
+        metadata = json.loads(fresh_path.read_bytes())
+        metadata["libraries"]["python"] = recorded
+        write_json(fresh_path, metadata)
+    assert fresh_path.read_bytes() == committed_metadata, "metadata.json differs: run `make train`"
 
 
 def test_metadata_records_what_was_trained(trained: Path) -> None:
     metadata = json.loads((trained / "artifacts" / METADATA_FILE).read_text())
-    assert metadata["trained_at"] == "2023-11-14T22:13:20+00:00"  # from SOURCE_DATE_EPOCH
+    assert metadata["trained_at"] == "2026-11-21T00:00:00+00:00"  # from SOURCE_DATE_EPOCH
     assert metadata["training_data"]["sha256"] == sha256_of(bundled_data_path().read_bytes())
     assert metadata["training_data"]["rows"] == 699
     for name in (ONNX_FILE, JOBLIB_FILE):

@@ -12,6 +12,7 @@ from webservice.config import load_config
 from webservice.lane import PredictionLane
 from webservice.middleware import BodyLimit
 from webservice.observability import Observability, configure_logging
+from webservice.problems import PhrasedResponse
 from webservice.service import Service
 
 
@@ -23,13 +24,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     routes without Flask's per-request machinery; see its docstring).
     """
     app = Flask(__name__)
+    app.response_class = PhrasedResponse
     settings = load_config(config)
     app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"]  # bounds chunked bodies too
     configure_logging(settings["LOG_LEVEL"])
     service = Service(artifacts_dir=settings["ARTIFACTS_DIR"])
     app.extensions["oncology"] = service
-    init_api(app, version=_version())
+    init_api(app, version=_version(), service=service)
     lane = PredictionLane(
         app.wsgi_app,
         service,

@@ -9,7 +9,8 @@ from werkzeug.wrappers import Response
 
 from webservice.jsonbody import body_too_large
 from webservice.problems import PROBLEM_JSON, Problem, as_problem
-from webservice.resources import model, operations, predictions
+from webservice.resources import inference, model, operations, predictions
+from webservice.service import Service
 
 DESCRIPTION = (
     "Breast-cancer classifier for the nine cytology scores of the UCI Wisconsin (original) data. "
@@ -28,8 +29,8 @@ class ProblemApi(Api):
 def problem_response(error: BaseException) -> Response:
     """Flask's side of the one error path (see `webservice.problems.as_problem`)."""
     if isinstance(error, HTTPException) and error.code is not None:
-        return _http_problem(error).response()
-    return as_problem(error, request.method, request.path).response()
+        return _http_problem(error).response(request.path)
+    return as_problem(error, request.method, request.path).response(request.path)
 
 
 def _http_problem(error: HTTPException) -> Problem:
@@ -50,7 +51,7 @@ def _http_problem(error: HTTPException) -> Problem:
     return Problem(code, error.description or "The request cannot be answered.")
 
 
-def init_api(app: Flask, version: str) -> Api:
+def init_api(app: Flask, version: str, service: Service) -> Api:
     """Register the namespaces, Swagger UI at /docs and the error handlers on `app`."""
     app.config.setdefault("RESTX_MASK_SWAGGER", False)
     app.config.setdefault("RESTX_ERROR_404_HELP", False)
@@ -63,7 +64,9 @@ def init_api(app: Flask, version: str) -> Api:
         doc="/docs",
         catch_all_404s=True,
     )
-    for namespace in (predictions.ns, model.ns, operations.ns):
+    app.config["API_VERSION"] = version
+    predicting = predictions.namespace(max_batch=app.config["MAX_BATCH"], service=service)
+    for namespace in (predicting, model.ns, operations.ns, inference.ns):
         api.add_namespace(namespace)
     # Document that errors come as problem+json (the OpenAPI document's "produces").
     api.representations[PROBLEM_JSON] = api.representations["application/json"]

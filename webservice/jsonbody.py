@@ -27,19 +27,31 @@ def read_json(environ: dict[str, Any], max_bytes: int) -> Any:
             {"Content-Type": "must be application/json"},
             kind="unsupported-media-type",
         )
+    return parse_json(read_body(environ, max_bytes))
+
+
+def read_body(environ: dict[str, Any], max_bytes: int) -> bytes:
+    """The request body, or a 413 Problem for a chunked body over `max_bytes` (a declared length
+    was checked by `BodyLimit`)."""
     stream = environ["wsgi.input"]
     length = environ.get("CONTENT_LENGTH")
     if length and length.isdigit():
-        data = stream.read(int(length))
+        data: bytes = stream.read(int(length))
         environ[BODY_CONSUMED] = True
     else:  # chunked: no length was declared, so read one byte past the limit to notice it
         data = stream.read(max_bytes + 1)
         if len(data) > max_bytes:
             raise body_too_large(max_bytes)
+    return data
+
+
+def parse_json(data: bytes, *, nan_as_null: bool = False) -> Any:
+    """Parsed JSON, or a 400 Problem. `nan_as_null` reads the bare `NaN` that Python's json
+    module writes (not JSON, but what some clients send for a missing float) as null."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        return _strict_fallback(data, str(exc))
+        return _strict_fallback(data, str(exc), nan_as_null)
 
 
 def body_too_large(max_bytes: int, declared: int | None = None) -> Problem:
@@ -52,12 +64,12 @@ def body_too_large(max_bytes: int, declared: int | None = None) -> Problem:
     )
 
 
-def _strict_fallback(data: bytes, orjson_error: str) -> Any:
+def _strict_fallback(data: bytes, orjson_error: str, nan_as_null: bool = False) -> Any:
     """Tell valid JSON that orjson refuses (say, nesting past its limit) from invalid JSON."""
     if not data.strip():
         raise _invalid_json("the body is empty")
     try:
-        return json.loads(data, parse_constant=_reject_constant)
+        return json.loads(data, parse_constant=_nan_as_null if nan_as_null else _reject_constant)
     except RecursionError:
         raise _invalid_json("it is nested too deeply") from None
     except ValueError:  # JSONDecodeError and UnicodeDecodeError
@@ -65,6 +77,12 @@ def _strict_fallback(data: bytes, orjson_error: str) -> Any:
 
 
 def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _nan_as_null(name: str) -> Any:
+    if name == "NaN":
+        return None
     raise ValueError(f"{name} is not a JSON value")
 
 

@@ -1,4 +1,4 @@
-"""The prediction lane: the two prediction routes served straight from WSGI, before Flask."""
+"""The prediction lane: the prediction routes served straight from WSGI, before Flask."""
 
 from __future__ import annotations
 
@@ -7,26 +7,34 @@ from functools import partial
 from typing import Any
 
 from webservice.middleware import WSGIApp
+from webservice.openinference import MODEL_NAME, answer_infer
 from webservice.predicting import answer_batch, answer_single
-from webservice.problems import PROBLEM_JSON, as_problem
+from webservice.problems import as_problem
 from webservice.service import Service
 
 
 class PredictionLane:
-    """Serve POST /v1/predictions and /v1/predictions/batch straight from WSGI.
+    """Serve POST /v1/predictions, /v1/predictions/batch and the Open Inference Protocol's
+    inference (/v2/models/oncology[/versions/{version}]/infer) straight from WSGI.
 
     Flask's request machinery (context, routing, response object) costs more per request than
-    the whole prediction. These two routes call the same functions the flask-restx resources
-    call (`webservice.predicting`), map errors with the same `as_problem`, and sit inside the
-    same middleware (request id, log, metrics, body limit); everything else goes to Flask.
+    the whole prediction. These routes call the same functions the flask-restx resources call
+    (`webservice.predicting`, `webservice.openinference`), map errors with the same `as_problem`,
+    and sit inside the same middleware (request id, log, metrics, body limit); everything else,
+    including inference for another model name, goes to Flask.
     """
 
     def __init__(self, app: WSGIApp, service: Service, *, max_bytes: int, max_batch: int) -> None:
         self.app = app
+        infer = partial(answer_infer, service=service, max_bytes=max_bytes, max_batch=max_batch)
         self.routes: dict[str, Callable[[dict[str, Any]], bytes]] = {
             "/v1/predictions": partial(answer_single, service=service, max_bytes=max_bytes),
             "/v1/predictions/batch": partial(
                 answer_batch, service=service, max_bytes=max_bytes, max_batch=max_batch
+            ),
+            f"/v2/models/{MODEL_NAME}/infer": infer,
+            f"/v2/models/{MODEL_NAME}/versions/{service.model_version}/infer": partial(
+                infer, model_version=service.model_version
             ),
         }
 
@@ -37,9 +45,10 @@ class PredictionLane:
         try:
             body = handler(environ)
         except Exception as error:
-            problem = as_problem(error, "POST", environ.get("PATH_INFO", ""))
-            body = problem.body()
-            headers = [("Content-Type", PROBLEM_JSON), *problem.headers.items()]
+            path = environ.get("PATH_INFO", "")
+            problem = as_problem(error, "POST", path)
+            body, content_type = problem.answer(path)
+            headers = [("Content-Type", content_type), *problem.headers.items()]
             start_response(f"{problem.status} {problem.title}", headers + _length(body))
             return [body]
         start_response("200 OK", [("Content-Type", "application/json"), *_length(body)])

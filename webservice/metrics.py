@@ -15,8 +15,10 @@ from collections.abc import Iterator
 import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.utils import floatToGoString
 
-from oncology_model.datamodel import FEATURES, SCORE_MAX, SCORE_MIN
+from oncology_model.datamodel import FEATURES
+from oncology_model.drift import PROBABILITY_BUCKETS, VALUE_LABELS, DriftReference
 
 MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR" in os.environ
 
@@ -35,7 +37,7 @@ PREDICTIONS = Counter("oncology_predictions_total", "Diagnoses given", ["predict
 MALIGNANT_PROBABILITY = Histogram(
     "oncology_malignant_probability",
     "Malignant probability of each diagnosed tumor",
-    buckets=(0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99),
+    buckets=PROBABILITY_BUCKETS,
 )
 FEATURE_VALUES = Counter(
     "oncology_feature_values_total",
@@ -58,11 +60,42 @@ MODEL_INFO = Gauge(
     ["version", "onnx_sha256"],
     multiprocess_mode="liveall",
 )
+READY = Gauge(
+    "oncology_ready",
+    "1 when this pod's workers have a loaded, verified and self-checked model (what /readyz "
+    "requires), else 0",
+    multiprocess_mode="livemin",
+)
 
-_VALUE_LABELS = ["null", *(str(v) for v in range(SCORE_MIN, SCORE_MAX + 1))]
+# The training reference (oncology_model.drift), set once per worker at start. Every worker of a
+# pod holds the same values: "livemostrecent" exports one series per pod, never a sum.
+REFERENCE_FEATURE_RATIO = Gauge(
+    "oncology_reference_feature_ratio",
+    "Share of the training rows with this value of this feature (null: not measured)",
+    ["feature", "value"],
+    multiprocess_mode="livemostrecent",
+)
+REFERENCE_MALIGNANT_PREVALENCE = Gauge(
+    "oncology_reference_malignant_prevalence",
+    "Share of the training rows labelled malignant",
+    multiprocess_mode="livemostrecent",
+)
+REFERENCE_PREDICTED_MALIGNANT_RATIO = Gauge(
+    "oncology_reference_predicted_malignant_ratio",
+    "Share of the training rows the model diagnoses as malignant at its threshold",
+    multiprocess_mode="livemostrecent",
+)
+REFERENCE_PROBABILITY_BUCKET_RATIO = Gauge(
+    "oncology_reference_malignant_probability_bucket_ratio",
+    "Share of the training rows whose malignant probability is at most le (cumulative, like the "
+    "buckets of oncology_malignant_probability)",
+    ["le"],
+    multiprocess_mode="livemostrecent",
+)
+
 _KNOWN_FIELDS = frozenset((*FEATURES, "body", "tumors", "explain", "Content-Type"))
 # Cell (feature j, value v) is j * 11 + v, with v = 0 for null.
-_FEATURE_OFFSETS = np.arange(len(FEATURES)) * len(_VALUE_LABELS)
+_FEATURE_OFFSETS = np.arange(len(FEATURES)) * len(VALUE_LABELS)
 FLUSH_SECONDS = 1.0
 
 
@@ -109,9 +142,11 @@ class Tally:
         self._pending_rows = 0
         self._requests: list[tuple[str, str, str, float]] = []
         self._flusher: threading.Thread | None = None
-        # Resolved once: `.labels()` costs a dict look-up and a lock on every call.
+        # Resolved once: `.labels()` costs a dict look-up and a lock on every call. This also makes
+        # every (feature, value) series exist at zero from start-up, so drift monitoring sees a
+        # value that never arrives.
         self._feature_children = [
-            FEATURE_VALUES.labels(f, v) for f in FEATURES for v in _VALUE_LABELS
+            FEATURE_VALUES.labels(f, v) for f in FEATURES for v in VALUE_LABELS
         ]
         self._class_children = (PREDICTIONS.labels("benign"), PREDICTIONS.labels("malignant"))
 
@@ -219,6 +254,28 @@ def record_rejections(errors: dict[str, str]) -> None:
 
 def record_model(version: str, onnx_sha256: str) -> None:
     MODEL_INFO.labels(version, onnx_sha256).set(1)
+
+
+def record_ready(ready: bool) -> None:
+    READY.set(1 if ready else 0)
+
+
+def record_reference(reference: DriftReference) -> bool:
+    """Export the training reference as gauges; False (nothing exported) when its probability
+    buckets are not the ones this service's histogram counts in."""
+    if reference.probability_buckets != PROBABILITY_BUCKETS:
+        return False
+    for feature, shares in reference.feature_values.items():
+        for value, share in shares.items():
+            REFERENCE_FEATURE_RATIO.labels(feature, value).set(share)
+    REFERENCE_MALIGNANT_PREVALENCE.set(reference.malignant_prevalence)
+    REFERENCE_PREDICTED_MALIGNANT_RATIO.set(reference.predicted_malignant_ratio)
+    bounds = (*reference.probability_buckets, float("inf"))
+    for bound, share in zip(bounds, reference.probability_cumulative, strict=True):
+        # The histogram's own `le` spelling, so that Prometheus matches the two bucket by bucket.
+        le = floatToGoString(bound)  # type: ignore[no-untyped-call]  # untyped lib
+        REFERENCE_PROBABILITY_BUCKET_RATIO.labels(le).set(share)
+    return True
 
 
 def exposition(accept: str) -> tuple[bytes, str]:

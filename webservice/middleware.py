@@ -8,7 +8,6 @@ from functools import partial
 from typing import Any
 
 from webservice.jsonbody import BODY_CONSUMED, body_too_large
-from webservice.problems import PROBLEM_JSON
 
 DRAIN_CHUNK = 64 * 1024
 DRAIN_IDLE_SECONDS = 2.0
@@ -34,11 +33,11 @@ class BodyLimit:
         declared = _content_length(environ)
         if declared > self.max_bytes:
             problem = body_too_large(self.max_bytes, declared)
-            body = problem.body()
+            body, content_type = problem.answer(environ.get("PATH_INFO", ""))
             start_response(
                 f"413 {problem.title}",
                 [
-                    ("Content-Type", PROBLEM_JSON),
+                    ("Content-Type", content_type),
                     ("Content-Length", str(len(body))),
                     ("Connection", "close"),
                 ],

@@ -35,6 +35,9 @@ _ENDPOINTS = frozenset(
         "/metrics",
         "/swagger.json",
         "/docs",
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
     )
 )
 
@@ -52,9 +55,16 @@ def new_request_id() -> str:
 
 
 def endpoint_label(path: str) -> str:
-    """A bounded label for a path: known endpoints by name, Swagger UI assets, else `other`."""
+    """A bounded label for a path: known endpoints by name, Swagger UI assets, else `other`.
+
+    Open Inference Protocol paths carry client-chosen model names and versions, so they are
+    labelled by operation: /v2/models/infer, /v2/models/ready, /v2/models/metadata."""
     if path in _ENDPOINTS:
         return path
+    if path.startswith("/v2/models/"):
+        if path.endswith("/infer"):
+            return "/v2/models/infer"
+        return "/v2/models/ready" if path.endswith("/ready") else "/v2/models/metadata"
     return "/swaggerui" if path.startswith("/swaggerui/") else "other"
 
 

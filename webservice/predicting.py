@@ -40,8 +40,25 @@ def answer_batch(
 def with_model(service: Service) -> Service:
     """The Service, or a 503 problem when it has no verified model to answer with."""
     if not service.loaded:
-        raise Problem(503, "The model is not ready to answer; retry later.", kind="not-ready")
+        raise not_loaded(service)
     return service
+
+
+def not_loaded(service: Service) -> Problem:
+    """Why a Service without a model cannot answer: still loading (retry), or failed for good."""
+    if service.error is None:
+        return Problem(
+            503,
+            "The model is still loading; retry in a few seconds.",
+            kind="model-loading",
+            headers={"Retry-After": "1"},
+        )
+    return Problem(
+        503,
+        f"The model failed to load: {service.error}; this will not recover until the artifacts "
+        "are fixed and the service is restarted.",
+        kind="model-failed",
+    )
 
 
 def explain_requested(environ: dict[str, Any]) -> bool:
@@ -54,7 +71,13 @@ def explain_requested(environ: dict[str, Any]) -> bool:
         return False
     if values[-1] in ("true", "1"):
         return True
-    raise InvalidTumorError({"explain": f"{values[-1]!r} is not a boolean: use true or false"})
+    rule = f"{values[-1]!r} is not a boolean: use true or false (or 1 or 0)"
+    raise Problem(
+        422,
+        f"The query parameter explain is {values[-1]!r}: use true or false.",
+        {"explain": rule},
+        kind="invalid-query-parameter",
+    )
 
 
 def batch_items(body: object, max_batch: int) -> list[Any]:

@@ -1,4 +1,5 @@
-"""Errors as RFC 9457 problem details (`application/problem+json`), one shape for every error."""
+"""Errors as RFC 9457 problem details (`application/problem+json`), one shape for every error,
+except under /v2, where the Open Inference Protocol wants `{"error": "..."}` (application/json)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ import logging
 from http import HTTPStatus
 
 import orjson
+from flask import Response as FlaskResponse
 from werkzeug.wrappers import Response
 
 from oncology_model.datamodel import InvalidTumorError
 from webservice import metrics
 
 PROBLEM_JSON = "application/problem+json"
+# Status lines with the standard's reason phrases ("503 Service Unavailable"), for every answer:
+# Werkzeug would upper-case them ("503 SERVICE UNAVAILABLE") when given a bare status code.
+STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +53,25 @@ class Problem(Exception):
     def body(self) -> bytes:
         return orjson.dumps(self.to_dict())
 
-    def response(self) -> Response:
-        return Response(self.body(), self.status, self.headers, content_type=PROBLEM_JSON)
+    def answer(self, path: str) -> tuple[bytes, str]:
+        """The body and content type of this error for a request to `path`."""
+        if path == "/v2" or path.startswith("/v2/"):
+            return orjson.dumps({"error": self.detail}), "application/json"
+        return self.body(), PROBLEM_JSON
+
+    def response(self, path: str = "") -> Response:
+        body, content_type = self.answer(path)
+        return Response(body, STATUS_LINES[self.status], self.headers, content_type=content_type)
+
+
+class PhrasedResponse(FlaskResponse):
+    """Flask's Response, writing the same status lines as the prediction lane (`STATUS_LINES`)."""
+
+    def _clean_status(self, value: str | int | HTTPStatus) -> tuple[str, int]:
+        # Werkzeug's one place that turns a status (`status` or `status_code` set) into its line.
+        if not isinstance(value, str) and int(value) in STATUS_LINES:
+            value = STATUS_LINES[int(value)]
+        return super()._clean_status(value)
 
 
 def as_problem(error: BaseException, method: str, path: str) -> Problem:

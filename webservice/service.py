@@ -30,25 +30,41 @@ LIMITATIONS = (
 
 
 class Service:
-    """Loads, verifies and self-checks the classifier once; `error` says why it is not ready."""
+    """Loads, verifies and self-checks the classifier once; `error` says why it is not ready.
 
-    def __init__(self, *, artifacts_dir: str | None = None) -> None:
+    Until `load` has run the Service is still starting; after a failed load it stays unready
+    (`error` names the cause) for the life of the process."""
+
+    def __init__(self, *, artifacts_dir: str | None = None, load: bool = True) -> None:
         self.classifier: Classifier | None = None
         self.error: str | None = None
         self.shutting_down = False
         self.model_version = "none"
+        self.artifacts_dir = Path(artifacts_dir) if artifacts_dir else None
+        if load:
+            self.load()
+
+    def load(self) -> None:
+        """Load, verify and self-check the model (once); on failure set `error` and log it."""
         try:
-            classifier = verified_classifier(
-                artifacts_dir=Path(artifacts_dir) if artifacts_dir else None
-            )
+            classifier = verified_classifier(artifacts_dir=self.artifacts_dir)
         except ArtifactError as exc:
             self.error = str(exc)
             log.error("model not loaded, the service stays unready: %s", exc)
+            metrics.record_ready(False)
             return
         self.classifier = classifier
         self.model_version = classifier.model_version
         self.card = model_card(classifier.metadata)
         metrics.record_model(self.model_version, self.card["artifacts"][ONNX_FILE])
+        metrics.record_ready(True)
+        reference = classifier.drift_reference
+        if reference is None or not metrics.record_reference(reference):
+            log.warning(
+                "model %s has no drift reference for this service's metrics: retrain it "
+                "(make train) to monitor drift",
+                self.model_version,
+            )
 
     @property
     def loaded(self) -> bool:
@@ -62,15 +78,30 @@ class Service:
         Shutting down never refuses a request that reached this worker: those are answered."""
         return self.loaded and not self.shutting_down
 
-    def predictions(self, rows: np.ndarray, *, explain: bool = False) -> list[dict[str, Any]]:
-        """One answer per validated row (NaN = not measured), from one engine call."""
+    @property
+    def threshold(self) -> float:
+        assert self.classifier is not None, "callers check `loaded` first"
+        return self.classifier.threshold
+
+    def scores(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Malignant probabilities (rounded) and diagnoses (True: malignant) of validated rows
+        (NaN = not measured), from one engine call, counted in the metrics."""
         assert self.classifier is not None, "callers check `loaded` first"
         malignant = self.classifier.malignant_probabilities(rows)
         flags = self.classifier.labels(malignant)
         metrics.record_predictions(rows, malignant, flags)
         # Rounded to 6 decimals: float32 inference carries no more, and answers stay readable.
-        rounded = malignant.round(6)
-        threshold, version = self.classifier.threshold, self.model_version
+        return malignant.round(6), flags
+
+    def contributions(self, rows: np.ndarray) -> np.ndarray:
+        """Each row's per-feature contributions to its malignant probability (rounded), (n, 9)."""
+        assert self.classifier is not None, "callers check `loaded` first"
+        return self.classifier.contributions(rows).round(6)
+
+    def predictions(self, rows: np.ndarray, *, explain: bool = False) -> list[dict[str, Any]]:
+        """One answer per validated row (NaN = not measured), from one engine call."""
+        rounded, flags = self.scores(rows)
+        threshold, version = self.threshold, self.model_version
         answers: list[dict[str, Any]] = [
             {
                 "prediction": "malignant" if flag else "benign",
@@ -92,7 +123,7 @@ class Service:
                     if absent
                 ]
         if explain:
-            contributions = self.classifier.contributions(rows).round(6).tolist()
+            contributions = self.contributions(rows).tolist()
             for answer, deltas in zip(answers, contributions, strict=True):
                 answer["contributions"] = dict(zip(FEATURES, deltas, strict=True))
         return answers

@@ -9,6 +9,7 @@ from flask_restx import Namespace, Resource, fields
 from werkzeug.wrappers import Response
 
 from webservice.metrics import exposition
+from webservice.predicting import not_loaded
 from webservice.problems import Problem
 from webservice.resources.common import document_errors, json_response, service
 
@@ -41,10 +42,12 @@ class Readiness(Resource):
     def get(self) -> Any:
         """Readiness: 200 once the model is verified and self-checked, else 503."""
         current = service()
+        if not current.loaded:
+            raise not_loaded(current)
         if current.shutting_down:
-            raise Problem(503, "The service is shutting down.", kind="not-ready")
-        if not current.ready:
-            raise Problem(503, f"The model is not loaded: {current.error}", kind="not-ready")
+            raise Problem(
+                503, "The service is shutting down; send requests elsewhere.", kind="shutting-down"
+            )
         return json_response({"status": "ready", "model_version": current.model_version})
 
 

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from flask import current_app, request
 from flask_restx import Namespace, Resource, fields
 
+from oncology_model import Classifier
 from oncology_model.datamodel import FEATURE_DESCRIPTIONS, FEATURES, SCORE_MAX, SCORE_MIN
 from oncology_model.verify import SEED_TUMOR
 from webservice.predicting import answer_batch, answer_single
-from webservice.resources.common import document_errors, json_response, service
-
-ns = Namespace("predictions", path="/v1/predictions", description="Diagnose tumors")
+from webservice.resources.common import document_errors, json_response
+from webservice.resources.common import service as current_service
+from webservice.service import Service
 
 EXAMPLE = SEED_TUMOR.to_dict()
+
+EXPLAIN = {
+    "explain": {
+        "in": "query",
+        "type": "boolean",
+        "default": False,
+        "description": "Add per-field contributions to each answer (exact Shapley values)",
+    }
+}
 
 
 class NullableScore(fields.Integer):
@@ -26,127 +37,153 @@ class NullableScore(fields.Integer):
         return schema
 
 
-tumor_model = ns.model(
-    "Tumor",
-    {
-        name: NullableScore(
-            required=True,
-            min=SCORE_MIN,
-            max=SCORE_MAX,
-            example=EXAMPLE[name],
-            description=f"{FEATURE_DESCRIPTIONS[name]} Integer {SCORE_MIN}..{SCORE_MAX}; "
-            "null when not measured (the model imputes the training median).",
-        )
-        for name in FEATURES
-    },
-    strict=True,
-)
-
-batch_request_model = ns.model(
-    "TumorBatch",
-    {
-        "tumors": fields.List(
-            fields.Nested(tumor_model),
-            required=True,
-            min_items=1,
-            max_items=10_000,
-            description="1 to 10,000 tumors (the server's MAX_BATCH); answered in the same order.",
-        )
-    },
-    strict=True,
-)
-
-probabilities_model = ns.model(
-    "Probabilities",
-    {
-        "benign": fields.Float(required=True, min=0, max=1, example=0.987933),
-        "malignant": fields.Float(required=True, min=0, max=1, example=0.012067),
-    },
-)
-
-contributions_model = ns.model(
-    "Contributions",
-    {
-        name: fields.Float(
-            required=True,
-            example=0.0,
-            description=f"Malignant probability minus the one with {name} at its training median",
-        )
-        for name in FEATURES
-    },
-)
-
-prediction_model = ns.model(
-    "Prediction",
-    {
-        "prediction": fields.String(
-            required=True,
-            enum=["benign", "malignant"],
-            example="benign",
-            description="malignant when the malignant probability reaches the threshold",
+def _seed_answer(classifier: Classifier) -> dict[str, Any]:
+    """The served model's answer for the seed tumor (uncounted by the metrics), as the example."""
+    row = np.array([SEED_TUMOR.to_row()])
+    malignant = round(float(classifier.malignant_probabilities(row)[0]), 6)
+    return {
+        "prediction": "malignant" if malignant >= classifier.threshold else "benign",
+        "probabilities": {"benign": round(1 - malignant, 6), "malignant": malignant},
+        "threshold": classifier.threshold,
+        "model_version": classifier.model_version,
+        "contributions": dict(
+            zip(FEATURES, classifier.contributions(row)[0].round(6).tolist(), strict=True)
         ),
-        "probabilities": fields.Nested(probabilities_model, required=True),
-        "threshold": fields.Float(
-            required=True,
-            example=0.224937,
-            description="Malignant-probability threshold, chosen in training to favour sensitivity",
-        ),
-        "imputed": fields.List(
-            fields.String(enum=list(FEATURES)),
-            required=True,
-            example=[],
-            description="Fields sent as null, imputed with their training median",
-        ),
-        "model_version": fields.String(required=True, example="1.0.0+612cf7af8850"),
-        "contributions": fields.Nested(
-            contributions_model,
-            required=False,
-            description="Only with ?explain=true: each field's effect on the malignant probability",
-        ),
-    },
-)
-
-batch_response_model = ns.model(
-    "PredictionBatch",
-    {"predictions": fields.List(fields.Nested(prediction_model), required=True)},
-)
-
-EXPLAIN = {
-    "explain": {
-        "in": "query",
-        "type": "boolean",
-        "default": False,
-        "description": "Add per-field contributions to each answer",
     }
-}
 
 
-@ns.route("")
-class Predictions(Resource):
-    @ns.doc("predict", params=EXPLAIN)
-    @ns.expect(tumor_model)
-    @ns.response(200, "The diagnosis", prediction_model)
-    @document_errors(ns, 400, 413, 415, 422, 500, 503)
-    def post(self) -> Any:
-        """Diagnose one tumor from its nine cytology scores."""
-        max_bytes = current_app.config["MAX_BODY_BYTES"]
-        return json_response(answer_single(request.environ, service(), max_bytes=max_bytes))
+def namespace(*, max_batch: int, service: Service) -> Namespace:
+    """The predictions Namespace, documented with the served model's figures (the seed tumor's
+    answer as the example, the baseline of the explanations) and the configured batch limit."""
+    ns = Namespace("predictions", path="/v1/predictions", description="Diagnose tumors")
+    example = _seed_answer(service.classifier) if service.classifier else {}
+    baseline = (
+        f" = p - {service.classifier.baseline_probability:.6f} for this model"
+        if service.classifier
+        else ""
+    )
 
-
-@ns.route("/batch")
-class PredictionBatch(Resource):
-    @ns.doc("predict_batch", params=EXPLAIN)
-    @ns.expect(batch_request_model)
-    @ns.response(200, "The diagnoses, in the order of the tumors", batch_response_model)
-    @document_errors(ns, 400, 413, 415, 422, 500, 503)
-    def post(self) -> Any:
-        """Diagnose up to 10,000 tumors in one call."""
-        config = current_app.config
-        return json_response(
-            answer_batch(
-                request.environ,
-                service(),
-                max_bytes=config["MAX_BODY_BYTES"],
-                max_batch=config["MAX_BATCH"],
+    tumor_model = ns.model(
+        "Tumor",
+        {
+            name: NullableScore(
+                required=True,
+                min=SCORE_MIN,
+                max=SCORE_MAX,
+                example=EXAMPLE[name],
+                description=f"{FEATURE_DESCRIPTIONS[name]} Integer {SCORE_MIN}..{SCORE_MAX}; "
+                "null when not measured (the model imputes the training median).",
             )
-        )
+            for name in FEATURES
+        },
+        strict=True,
+    )
+
+    batch_request_model = ns.model(
+        "TumorBatch",
+        {
+            "tumors": fields.List(
+                fields.Nested(tumor_model),
+                required=True,
+                min_items=1,
+                max_items=max_batch,
+                description=f"1 to {max_batch:,} tumors (the server's ONCOLOGY_MAX_BATCH); "
+                "answered in the same order.",
+            )
+        },
+        strict=True,
+    )
+
+    probabilities = example.get("probabilities", {})
+    probabilities_model = ns.model(
+        "Probabilities",
+        {
+            name: fields.Float(required=True, min=0, max=1, example=probabilities.get(name))
+            for name in ("benign", "malignant")
+        },
+    )
+
+    contributions = example.get("contributions", {})
+    contributions_model = ns.model(
+        "Contributions",
+        {
+            name: fields.Float(
+                required=True,
+                example=contributions.get(name),
+                description=f"The exact Shapley value of {name} for the malignant probability",
+            )
+            for name in FEATURES
+        },
+    )
+
+    prediction_model = ns.model(
+        "Prediction",
+        {
+            "prediction": fields.String(
+                required=True,
+                enum=["benign", "malignant"],
+                example=example.get("prediction"),
+                description="malignant when the malignant probability reaches the threshold",
+            ),
+            "probabilities": fields.Nested(probabilities_model, required=True),
+            "threshold": fields.Float(
+                required=True,
+                example=example.get("threshold"),
+                description="Malignant-probability threshold, chosen in training to favour "
+                "sensitivity",
+            ),
+            "imputed": fields.List(
+                fields.String(enum=list(FEATURES)),
+                required=True,
+                example=[],
+                description="Fields sent as null, imputed with their training median",
+            ),
+            "model_version": fields.String(required=True, example=example.get("model_version")),
+            "contributions": fields.Nested(
+                contributions_model,
+                required=False,
+                description="Only with ?explain=true: per field, its exact Shapley value for the "
+                "malignant probability p, against the baseline tumor with every score at its "
+                "training median (2^9 = 512 model evaluations). They add up: their sum is "
+                f"p - p(baseline){baseline}. A score at its median, or null, contributes 0.",
+            ),
+        },
+    )
+
+    batch_response_model = ns.model(
+        "PredictionBatch",
+        {"predictions": fields.List(fields.Nested(prediction_model), required=True)},
+    )
+
+    @ns.route("")
+    class Predictions(Resource):
+        @ns.doc("predict", params=EXPLAIN)
+        @ns.expect(tumor_model)
+        @ns.response(200, "The diagnosis", prediction_model)
+        @document_errors(ns, 400, 413, 415, 422, 500, 503)
+        def post(self) -> Any:
+            """Diagnose one tumor from its nine cytology scores."""
+            max_bytes = current_app.config["MAX_BODY_BYTES"]
+            return json_response(
+                answer_single(request.environ, current_service(), max_bytes=max_bytes)
+            )
+
+    @ns.route("/batch")
+    class PredictionBatch(Resource):
+        @ns.doc("predict_batch", params=EXPLAIN, description=f"Up to {max_batch:,} tumors.")
+        @ns.expect(batch_request_model)
+        @ns.response(200, "The diagnoses, in the order of the tumors", batch_response_model)
+        @document_errors(ns, 400, 413, 415, 422, 500, 503)
+        def post(self) -> Any:
+            """Diagnose many tumors in one call, answered in their order."""
+            config = current_app.config
+            return json_response(
+                answer_batch(
+                    request.environ,
+                    current_service(),
+                    max_bytes=config["MAX_BODY_BYTES"],
+                    max_batch=config["MAX_BATCH"],
+                )
+            )
+
+    return ns

@@ -1,0 +1,196 @@
+"""Real Open Inference Protocol clients against the live service: tritonclient[http] and the
+kserve SDK's InferenceRESTClient, unmodified, each with binary and with JSON tensor data.
+
+Run by `ops/interop.py` with the interpreter of its own virtual environment (the clients are not
+project dependencies): `python ops/interop_clients.py http://127.0.0.1:PORT`. Every answer is
+compared with the native /v1/predictions/batch for the same tumors. Prints one line per check and
+'N passed, N failed' at the end; exits 1 when a check failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import traceback
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+MODEL = "oncology"
+FEATURES = (
+    "clump_thickness",
+    "uniformity_of_cell_size",
+    "uniformity_of_cell_shape",
+    "marginal_adhesion",
+    "single_epithelial_cell_size",
+    "bare_nuclei",
+    "bland_chromatin",
+    "normal_nucleoli",
+    "mitoses",
+)
+SEED = np.array([[4, 1, 2, 1, 2, 1, 1, 1, 1]], dtype=np.float32)
+
+
+def tumors(n: int) -> np.ndarray:
+    """n random tumors; every 7th has bare_nuclei not measured (NaN)."""
+    rows = np.random.default_rng(n).integers(1, 11, size=(n, 9)).astype(np.float32)
+    rows[::7, 5] = np.nan
+    return rows
+
+
+def native(base: str, rows: np.ndarray) -> tuple[list[float], list[str]]:
+    """Malignant probabilities and labels from /v1/predictions/batch (null for NaN)."""
+    body = {
+        "tumors": [
+            {name: None if np.isnan(v) else int(v) for name, v in zip(FEATURES, row, strict=True)}
+            for row in rows.tolist()
+        ]
+    }
+    request = urllib.request.Request(
+        base + "/v1/predictions/batch",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        predictions = json.loads(response.read())["predictions"]
+    return (
+        [p["probabilities"]["malignant"] for p in predictions],
+        [p["prediction"] for p in predictions],
+    )
+
+
+def same_as_native(base: str, rows: np.ndarray, probability: Any, labels: Any) -> None:
+    expected_p, expected_labels = native(base, rows)
+    texts = [x.decode() if isinstance(x, bytes) else str(x) for x in np.asarray(labels).ravel()]
+    assert texts == expected_labels, (texts[:5], expected_labels[:5])
+    assert np.asarray(probability).ravel().tolist() == expected_p
+
+
+def triton_checks(base: str) -> dict[str, Callable[[], None]]:
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    client = httpclient.InferenceServerClient(url=base.removeprefix("http://"))
+
+    def health() -> None:
+        assert client.is_server_live()
+        assert client.is_server_ready()
+        assert client.is_model_ready(MODEL)
+
+    def metadata() -> None:
+        model = client.get_model_metadata(MODEL)
+        assert model["inputs"][0]["shape"] == [-1, 9], model
+        assert model["inputs"][0]["parameters"]["features"] == list(FEATURES)
+        assert client.get_server_metadata()["name"] == "oncology-webservice"
+
+    def infer(rows: np.ndarray, binary: bool) -> None:
+        tensor = httpclient.InferInput("tumors", list(rows.shape), "FP32")
+        tensor.set_data_from_numpy(rows, binary_data=binary)
+        result = client.infer(MODEL, [tensor], request_id="triton-1")
+        assert result.get_response()["id"] == "triton-1"
+        same_as_native(
+            base, rows, result.as_numpy("malignant_probability"), result.as_numpy("label")
+        )
+
+    def malformed() -> None:
+        tensor = httpclient.InferInput("tumors", [1, 9], "INT32")
+        tensor.set_data_from_numpy(np.array([[4, 1, 2, 1, 2, 1, 1, 1, 11]], dtype=np.int32))
+        try:
+            client.infer(MODEL, [tensor])
+        except InferenceServerException as error:
+            print(f"    tritonclient user sees: {error}")
+            assert error.status() == "400"
+            assert "tumors[0].mitoses: 11 is out of range" in str(error.message())
+        else:
+            raise AssertionError("a malformed tensor was answered")
+
+    return {
+        "tritonclient: live, ready, model ready": health,
+        "tritonclient: server and model metadata": metadata,
+        "tritonclient: 1 tumor, binary data": lambda: infer(SEED, True),
+        "tritonclient: 1 tumor, JSON data": lambda: infer(SEED, False),
+        "tritonclient: 1,000 tumors (NaN = not measured), binary": lambda: infer(
+            tumors(1000), True
+        ),
+        "tritonclient: 1,000 tumors (NaN = not measured), JSON": lambda: infer(tumors(1000), False),
+        "tritonclient: malformed tensor": malformed,
+    }
+
+
+def kserve_checks(base: str) -> dict[str, Callable[[], None]]:
+    import httpx
+    from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+
+    def run(coroutine: Callable[[InferenceRESTClient], Any]) -> Any:
+        async def main() -> Any:
+            client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=30))
+            try:
+                return await coroutine(client)
+            finally:
+                await client.close()
+
+        return asyncio.run(main())
+
+    def health() -> None:
+        assert run(lambda client: client.is_server_live(base))
+        assert run(lambda client: client.is_server_ready(base))
+        assert run(lambda client: client.is_model_ready(base, MODEL))
+
+    def infer(rows: np.ndarray, binary: bool) -> None:
+        tensor = InferInput("tumors", list(rows.shape), "FP32")
+        tensor.set_data_from_numpy(rows, binary_data=binary)
+        request = InferRequest(model_name=MODEL, infer_inputs=[tensor], request_id="kserve-1")
+        response = run(lambda client: client.infer(base, request, model_name=MODEL))
+        assert response.id == "kserve-1"
+        outputs = {output.name: output for output in response.outputs}
+        same_as_native(
+            base,
+            rows,
+            outputs["malignant_probability"].as_numpy(),
+            outputs["label"].as_numpy(),
+        )
+
+    def malformed() -> None:
+        tensor = InferInput("tumors", [1, 8], "INT64", data=[4, 1, 2, 1, 2, 1, 1, 1])
+        request = InferRequest(model_name=MODEL, infer_inputs=[tensor])
+        try:
+            run(lambda client: client.infer(base, request, model_name=MODEL))
+        except httpx.HTTPStatusError as error:
+            print(f"    kserve user sees: {error}")
+            assert error.response.status_code == 400
+            assert "shape [1, 8] must be [N, 9]" in str(error)
+        else:
+            raise AssertionError("a malformed tensor was answered")
+
+    return {
+        "kserve: live, ready, model ready": health,
+        "kserve: 1 tumor, binary data": lambda: infer(SEED, True),
+        "kserve: 1 tumor, JSON data": lambda: infer(SEED, False),
+        "kserve: 1,000 tumors (NaN = not measured), binary": lambda: infer(tumors(1000), True),
+        "kserve: 1,000 tumors (NaN = not measured), JSON": lambda: infer(tumors(1000), False),
+        "kserve: malformed tensor": malformed,
+    }
+
+
+def main() -> int:
+    base = sys.argv[1].rstrip("/")
+    passed = failed = 0
+    for checks in (triton_checks(base), kserve_checks(base)):
+        for name, check in checks.items():
+            try:
+                check()
+            except Exception:
+                failed += 1
+                print(f"FAIL {name}\n{traceback.format_exc()}")
+            else:
+                passed += 1
+                print(f"ok   {name}")
+    print(f"interop: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

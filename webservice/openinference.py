@@ -1,0 +1,329 @@
+"""The Open Inference Protocol ("V2", as KServe, Triton and MLServer speak it) for the one model.
+
+Decoding an inference request into validated rows (`oncology_model.datamodel.validate_flat`: the
+same rules and messages as the native API) and encoding answers, health and metadata. Both routes
+use these functions: `PredictionLane` serves inference, the flask-restx resources document every
+endpoint and answer identically without the lane. Every error is a `Problem`, which answers under
+/v2 as `{"error": "..."}`; malformed requests are 400, an unknown model or version 404.
+
+The not-measured convention: JSON has no NaN, so a missing score is `null` in `data` (what the
+kserve SDK's orjson writes for NaN), or the bare `NaN` token that Python's json module writes
+(tritonclient without binary data), or NaN in FP32/FP64 binary tensor data (both clients'
+default). Outputs are always answered as JSON data, which both clients read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import orjson
+
+from oncology_model.datamodel import FEATURES, SCORE_RULE, InvalidTumorError, validate_flat
+from webservice import metrics
+from webservice.jsonbody import parse_json, read_body
+from webservice.predicting import with_model
+from webservice.problems import Problem
+from webservice.service import Service
+
+MODEL_NAME = "oncology"
+INPUT = "tumors"
+PROBABILITY = "malignant_probability"
+LABEL = "label"
+CONTRIBUTIONS = "contributions"
+DATATYPES = {"INT32": "<i4", "INT64": "<i8", "FP32": "<f4", "FP64": "<f8"}
+DEFAULT_OUTPUTS = (PROBABILITY, LABEL)
+OUTPUT_METADATA = (
+    {"name": PROBABILITY, "datatype": "FP64", "shape": [-1]},
+    {"name": LABEL, "datatype": "BYTES", "shape": [-1]},
+    {"name": CONTRIBUTIONS, "datatype": "FP64", "shape": [-1, len(FEATURES)]},
+)
+_OUTPUT_NAMES = (PROBABILITY, LABEL, CONTRIBUTIONS)
+_REQUEST_FIELDS = frozenset(("id", "parameters", "inputs", "outputs", "model_name"))
+_INPUT_FIELDS = frozenset(("name", "shape", "datatype", "parameters", "data"))
+_REQUEST_PARAMETERS = frozenset(("explain", "binary_data_output"))
+_LABELS = ("benign", "malignant")
+HEADER_LENGTH = "HTTP_INFERENCE_HEADER_CONTENT_LENGTH"  # Inference-Header-Content-Length
+MAX_ERRORS_SHOWN = 10
+
+
+def bad(message: str) -> Problem:
+    return Problem(400, message, kind="bad-inference-request")
+
+
+@dataclass(slots=True)
+class Inference:
+    """A decoded inference request: validated rows and what to answer."""
+
+    rows: np.ndarray
+    outputs: tuple[str, ...]
+    request_id: str | None
+
+
+def answer_infer(
+    environ: dict[str, Any],
+    service: Service,
+    *,
+    max_bytes: int,
+    max_batch: int,
+    model_name: str = MODEL_NAME,
+    model_version: str | None = None,
+) -> bytes:
+    """POST /v2/models/{name}[/versions/{version}]/infer: the JSON inference response."""
+    check_model(service, model_name, model_version)
+    body = read_body(environ, max_bytes)
+    inference = decode(body, environ.get(HEADER_LENGTH), max_batch)
+    return encode(inference, service)
+
+
+def check_model(service: Service, name: str, version: str | None) -> Service:
+    """The Service when `name` (and `version`, if given) is the model served; else 404 or 503."""
+    if name != MODEL_NAME:
+        raise Problem(404, f"Unknown model '{name}': this server serves '{MODEL_NAME}'.")
+    with_model(service)
+    if version is not None and version != service.model_version:
+        raise Problem(
+            404,
+            f"Model '{MODEL_NAME}' has no version '{version}': "
+            f"this server serves version '{service.model_version}'.",
+        )
+    return service
+
+
+def decode(body: bytes, header_length: str | None, max_batch: int) -> Inference:
+    """Parse and validate an inference request (JSON, or JSON then binary tensor data)."""
+    binary = b""
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise bad(
+                f"Inference-Header-Content-Length {header_length!r} must be a number of bytes "
+                f"of at most the body's {len(body)}."
+            )
+        body, binary = body[: int(header_length)], body[int(header_length) :]
+    request = parse_json(body, nan_as_null=True)
+    if type(request) is not dict:
+        raise bad("The request must be a JSON object with 'inputs'.")
+    unknown = request.keys() - _REQUEST_FIELDS
+    if unknown:
+        raise bad(
+            f"Unknown request field(s) {_names(unknown)}; "
+            "expected id, parameters, inputs and outputs."
+        )
+    request_id = request.get("id")
+    if request_id is not None and type(request_id) is not str:
+        raise bad("'id' must be a string.")
+    explain = _explain(request.get("parameters"))
+    rows = _rows(request.get("inputs"), binary, max_batch)
+    outputs = _outputs(request.get("outputs"), explain)
+    return Inference(rows, outputs, request_id)
+
+
+def _explain(parameters: object) -> bool:
+    if parameters is None:
+        return False
+    if type(parameters) is not dict:
+        raise bad("'parameters' must be an object.")
+    unknown = parameters.keys() - _REQUEST_PARAMETERS
+    if unknown:
+        raise bad(
+            f"Unknown request parameter(s) {_names(unknown)}; "
+            "this model takes explain and binary_data_output."
+        )
+    for name in _REQUEST_PARAMETERS & parameters.keys():
+        if type(parameters[name]) is not bool:
+            raise bad(f"Request parameter '{name}' must be true or false.")
+    return bool(parameters.get("explain", False))
+
+
+def _rows(inputs: object, binary: bytes, max_batch: int) -> np.ndarray:
+    """The one input tensor's scores as validated (n, 9) rows."""
+    if type(inputs) is not list or len(inputs) != 1 or type(inputs[0]) is not dict:
+        raise bad(f"'inputs' must be a list of exactly one tensor, '{INPUT}'.")
+    tensor: dict[str, Any] = inputs[0]
+    name = tensor.get("name")
+    if name != INPUT:
+        raise bad(
+            f"Input {name!r} is not an input of model '{MODEL_NAME}'; its input is '{INPUT}'."
+        )
+    unknown = tensor.keys() - _INPUT_FIELDS
+    if unknown:
+        raise bad(
+            f"Input '{INPUT}': unknown field(s) {_names(unknown)}; "
+            "expected name, shape, datatype, parameters and data."
+        )
+    datatype = tensor.get("datatype")
+    if datatype not in DATATYPES:
+        raise bad(
+            f"Input '{INPUT}': datatype {datatype!r} is not supported; use INT32, INT64, FP32 or "
+            "FP64."
+        )
+    shape = tensor.get("shape")
+    k = len(FEATURES)
+    if (
+        type(shape) is not list
+        or len(shape) != 2
+        or type(shape[0]) is not int
+        or shape[1] != k
+        or type(shape[1]) is not int
+    ):
+        raise bad(
+            f"Input '{INPUT}': shape {_json(shape)} must be [N, {k}]: one row of the {k} scores "
+            f"({', '.join(FEATURES)}) per tumor."
+        )
+    n = shape[0]
+    if not 1 <= n <= max_batch:
+        raise bad(f"Input '{INPUT}': shape [{n}, {k}] must have 1 to {max_batch} rows.")
+    values = _values(tensor, datatype, n, binary)
+    try:
+        return validate_flat(values, INPUT)
+    except InvalidTumorError as error:
+        metrics.record_rejections(error.errors)
+        raise bad(f"Input '{INPUT}' breaks the contract: {_listed(error.errors)}") from None
+
+
+def _values(tensor: dict[str, Any], datatype: str, n: int, binary: bytes) -> Any:
+    """The tensor's n * 9 values, flat: from JSON `data` (flat or nested) or binary data."""
+    k = len(FEATURES)
+    parameters = tensor.get("parameters") or {}
+    if type(parameters) is not dict or parameters.keys() - {"binary_data_size"}:
+        raise bad(
+            f"Input '{INPUT}': parameters {_json(parameters)} are not supported; the only input "
+            "parameter is binary_data_size."
+        )
+    size = parameters.get("binary_data_size")
+    if size is not None:
+        if "data" in tensor:
+            raise bad(f"Input '{INPUT}' has both data and binary_data_size; send one.")
+        itemsize = np.dtype(DATATYPES[datatype]).itemsize
+        if type(size) is not int or size != len(binary) or size != n * k * itemsize:
+            raise bad(
+                f"Input '{INPUT}': binary_data_size {_json(size)} must equal the binary data "
+                f"after the JSON header ({len(binary)} bytes) and {n} x {k} {datatype} values "
+                f"({n * k * itemsize} bytes)."
+            )
+        return np.frombuffer(binary, dtype=DATATYPES[datatype])
+    if binary:
+        raise bad(f"{len(binary)} bytes follow the JSON header but no input has binary_data_size.")
+    data = tensor.get("data")
+    if type(data) is not list:
+        raise bad(f"Input '{INPUT}': data must be an array of {n} x {k} scores (flat or nested).")
+    if data and type(data[0]) is list:  # nested: one list per row
+        for i, row in enumerate(data):
+            if type(row) is not list or len(row) != k:
+                raise bad(
+                    f"Input '{INPUT}': row {i} of the nested data must be an array of {k} scores."
+                )
+        if len(data) != n:
+            raise bad(f"Input '{INPUT}': data has {len(data)} rows; shape [{n}, {k}] needs {n}.")
+        return list(chain.from_iterable(data))
+    if len(data) != n * k:
+        raise bad(f"Input '{INPUT}': data has {len(data)} values; shape [{n}, {k}] needs {n * k}.")
+    return data
+
+
+def _outputs(requested: object, explain: bool) -> tuple[str, ...]:
+    if requested is None:
+        return (*DEFAULT_OUTPUTS, CONTRIBUTIONS) if explain else DEFAULT_OUTPUTS
+    if type(requested) is not list or not all(type(output) is dict for output in requested):
+        raise bad("'outputs' must be a list of objects with a name.")
+    names = []
+    for output in requested:
+        name = output.get("name")
+        if name not in _OUTPUT_NAMES:
+            raise bad(
+                f"Output {name!r} is not an output of model '{MODEL_NAME}'; "
+                f"its outputs are {', '.join(_OUTPUT_NAMES)}."
+            )
+        parameters = output.get("parameters") or {}
+        if type(parameters) is not dict or parameters.keys() - {"binary_data"}:
+            raise bad(
+                f"Output '{name}': parameters {_json(parameters)} are not supported; "
+                "the only output parameter is binary_data (outputs are answered as JSON)."
+            )
+        if name not in names:
+            names.append(name)
+    if explain and CONTRIBUTIONS not in names:
+        names.append(CONTRIBUTIONS)
+    return tuple(names)
+
+
+def encode(inference: Inference, service: Service) -> bytes:
+    """The inference response: the requested outputs, in the order requested."""
+    rows = inference.rows
+    malignant, flags = service.scores(rows)
+    n = len(rows)
+    outputs: list[dict[str, Any]] = []
+    for name in inference.outputs:
+        if name == PROBABILITY:
+            outputs.append(
+                {"name": name, "datatype": "FP64", "shape": [n], "data": malignant.tolist()}
+            )
+        elif name == LABEL:
+            labels = [_LABELS[flag] for flag in flags.tolist()]
+            outputs.append({"name": name, "datatype": "BYTES", "shape": [n], "data": labels})
+        else:
+            contributions = service.contributions(rows).ravel().tolist()
+            shape = [n, len(FEATURES)]
+            outputs.append(
+                {"name": name, "datatype": "FP64", "shape": shape, "data": contributions}
+            )
+    answer: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": service.model_version}
+    if inference.request_id is not None:
+        answer["id"] = inference.request_id
+    answer["parameters"] = {"threshold": service.threshold}
+    answer["outputs"] = outputs
+    return orjson.dumps(answer)
+
+
+def server_metadata(version: str) -> dict[str, Any]:
+    """GET /v2: the server's name, version and protocol extensions."""
+    return {"name": "oncology-webservice", "version": version, "extensions": []}
+
+
+def model_metadata(service: Service) -> dict[str, Any]:
+    """GET /v2/models/oncology: the input tensor (feature order, datatypes) and the outputs."""
+    return {
+        "name": MODEL_NAME,
+        "versions": [service.model_version],
+        "platform": "onnxruntime_onnx",
+        "inputs": [
+            {
+                "name": INPUT,
+                "datatype": "FP32",
+                "shape": [-1, len(FEATURES)],
+                "parameters": {
+                    "features": list(FEATURES),
+                    "datatypes": list(DATATYPES),
+                    "rule": SCORE_RULE,
+                    "not_measured": "null in JSON data; NaN in FP32/FP64 binary data",
+                },
+            }
+        ],
+        "outputs": list(OUTPUT_METADATA),
+        "parameters": {"threshold": service.threshold},
+    }
+
+
+def model_ready(service: Service) -> dict[str, Any]:
+    """GET /v2/models/oncology/ready: 200 when ready, else 503 naming the reason."""
+    if service.shutting_down:
+        raise Problem(503, "The service is shutting down.", kind="not-ready")
+    return {"name": MODEL_NAME, "ready": True}
+
+
+def _names(names: set[str]) -> str:
+    return ", ".join(repr(name) for name in sorted(map(str, names)))
+
+
+def _json(value: object) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _listed(errors: dict[str, str]) -> str:
+    shown = [f"{path}: {rule}" for path, rule in list(errors.items())[:MAX_ERRORS_SHOWN]]
+    more = len(errors) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more" if more else "") + "."
