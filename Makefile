@@ -149,7 +149,7 @@ $(TWINE):
 	build/twine-venv/bin/pip install --quiet $(TWINE_PIN)
 
 .PHONY: publish-model
-publish-model: model-version $(INSTALLED) $(TWINE) ## Upload the wheel of $(model_dir), versioned $(model_version), to index=URL (TWINE_USERNAME/TWINE_PASSWORD from the env)
+publish-model: model-version $(INSTALLED) $(TWINE) ## Upload the wheel of $(model_dir) (version: the model version) to index=URL, login from TWINE_USERNAME/TWINE_PASSWORD
 	@test -n "$(index)" || { echo "set index=URL (the index's upload URL)"; exit 2; }
 	$(PY) -m oncology_model.release --artifacts $(model_dir) --wheel-dir $(WHEEL_DIR)
 	$(TWINE) upload --verbose --non-interactive --disable-progress-bar --repository-url $(index) \
