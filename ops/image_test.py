@@ -401,7 +401,7 @@ def ship_to_registry(artifacts: Path, version: str, images: tuple[str, str]) -> 
         pushed = [line for line in output.splitlines() if "digest: sha256:" in line]
         assert len(pushed) == 2, output
         for name, line in zip(images, pushed, strict=True):
-            say(f"pushed {prefix}/{name}:{line.strip()}")
+            say(f"pushed {prefix}/{name}: {line.strip()}")
         for name in images:
             for reference in (
                 f"{name}:{image_tag(version)}",
