@@ -7,6 +7,7 @@ import platform
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -37,12 +38,13 @@ def makefile_date_epoch() -> str:
 MODEL_DATE_EPOCH = makefile_date_epoch()
 
 
-def run_training(*args: str) -> subprocess.CompletedProcess[str]:
+def run_training(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "oncology_model.training", *args],
         capture_output=True,
         text=True,
         env={"SOURCE_DATE_EPOCH": MODEL_DATE_EPOCH, "PATH": "/usr/bin:/bin"},
+        cwd=cwd,
         timeout=300,
     )
 
@@ -118,6 +120,41 @@ def test_training_on_a_users_own_file(tmp_path: Path) -> None:
     assert classifier.predict(Tumor(4, 1, 2, 1, 2, 1, 1, 1, 1)) == Prediction.BENIGN
 
 
+def test_training_on_a_folder_and_files_writes_build_model_and_the_wheel(tmp_path: Path) -> None:
+    """Several files (a folder's, in name order) are one training set; without --out the
+    artifacts go to build/model, never into the installed package; --wheel-dir builds the
+    wheel carrying exactly those artifacts, versioned with the model version."""
+    lines = bundled_data_path().read_text().splitlines()
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "a.data").write_text("\n".join(lines[:300]) + "\n")
+    (folder / "b.data").write_text("\n".join(lines[300:600]) + "\n")
+    (folder / ".hidden").write_text("not data\n")
+    (tmp_path / "c.data").write_text("\n".join(lines[600:650]) + "\n")
+    bundled_before = sha256_of((bundled_artifacts_dir() / ONNX_FILE).read_bytes())
+    result = run_training(
+        "--data", "data", "c.data", "--no-report", "--wheel-dir", "dist", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "build" / "model"
+    metadata = json.loads((out / METADATA_FILE).read_text())
+    assert metadata["training_data"]["rows"] == 650
+    assert metadata["training_data"]["file"] == "a.data, b.data, c.data"
+    assert sha256_of((bundled_artifacts_dir() / ONNX_FILE).read_bytes()) == bundled_before
+    version = metadata["model_version"]
+    assert version.startswith(metadata["package_version"] + "+")
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    assert wheel.name == f"oncology_model-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as archive:
+        for name in (ONNX_FILE, JOBLIB_FILE, METADATA_FILE):
+            packed = archive.read(f"oncology_model/artifacts/{name}")
+            assert packed == (out / name).read_bytes(), name
+        assert (
+            f"Version: {version}"
+            in archive.read(f"oncology_model-{version}.dist-info/METADATA").decode()
+        )
+
+
 def test_bad_data_file_exits_non_zero_naming_it(tmp_path: Path) -> None:
     data = tmp_path / "broken.data"
     data.write_text("1,2,3\n")
@@ -126,6 +163,15 @@ def test_bad_data_file_exits_non_zero_naming_it(tmp_path: Path) -> None:
     assert "broken.data, line 1: expected 11 columns" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "a").exists()
+    # Several files: the bad one is named, whichever position it has.
+    good = tmp_path / "good.data"
+    good.write_text(bundled_data_path().read_text())
+    result = run_training("--data", str(good), str(data), "--out", str(tmp_path / "a"))
+    assert result.returncode == 1
+    assert "broken.data, line 1: expected 11 columns" in result.stderr
+    (tmp_path / "empty").mkdir()
+    result = run_training("--data", str(tmp_path / "empty"), "--out", str(tmp_path / "a"))
+    assert result.returncode == 1 and "empty holds no files" in result.stderr
 
 
 def test_serving_pipeline_is_the_same_model() -> None:
