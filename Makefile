@@ -67,7 +67,8 @@ $(SERVING): Pipfile.lock pyproject.toml
 	flask, flask-restx, gunicorn, orjson, prometheus-client (about 15 s)"
 	@$(PIPENV) sync --categories packages
 	@echo "==> Installing this project (oncology_model, webservice) into $(VENV), editable"
-	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --editable .
+	@PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --disable-pip-version-check --no-deps \
+		--no-build-isolation --editable .
 	@touch $@
 
 $(INSTALLED): $(SERVING)
