@@ -189,6 +189,31 @@ deploy: ## Roll the Deployment(s) labelled app/team out to $(tag):$(image_versio
 	kubectl set image deployments -l app=oncology-webservice,team=$(team_label) oncology-webservice=$(tag):$(image_version)
 	kubectl rollout status deployments -l app=oncology-webservice,team=$(team_label) --timeout=5m
 
+# Canary and rollback: the Deployments labelled app/team, and track: stable or canary (k8s/).
+ROLLOUT := app=oncology-webservice,team=$(team_label)
+# The service container's image in a Deployment, as kubectl's jsonpath reads it.
+SERVICE_IMAGE := {.spec.template.spec.containers[?(@.name=="oncology-webservice")].image}
+# What `make rollback` undoes: the canary, or after a promote `track=stable,canary`.
+track ?= canary
+
+.PHONY: canary
+canary: model-version ## Roll the canary Deployment (one pod) out to $(tag):$(image_version), then wait
+	kubectl set image deployments -l $(ROLLOUT),track=canary oncology-webservice=$(tag):$(image_version)
+	kubectl rollout status deployments -l $(ROLLOUT),track=canary --timeout=5m
+
+.PHONY: promote
+promote: ## Roll the stable Deployment out to the image the canary runs, then wait
+	image=$$(kubectl get deployments -l $(ROLLOUT),track=canary \
+		-o jsonpath='{range .items[*]}$(SERVICE_IMAGE){" "}{end}') && \
+	set -- $$image && test $$# = 1 || { echo "want one canary Deployment, found: $$image"; exit 2; } && \
+	kubectl set image deployments -l $(ROLLOUT),track=stable oncology-webservice=$$1
+	kubectl rollout status deployments -l $(ROLLOUT),track=stable --timeout=5m
+
+.PHONY: rollback
+rollback: ## Undo the canary's last rollout (kubectl rollout undo; after a promote: track=stable,canary)
+	kubectl rollout undo deployments -l '$(ROLLOUT),track in ($(track))'
+	kubectl rollout status deployments -l '$(ROLLOUT),track in ($(track))' --timeout=5m
+
 .PHONY: train-job
 train-job: ## Run the training Job in the cluster with $(training_tag):$(image_version)
 	kubectl apply -f k8s/training/output-volume.yaml -f k8s/training/data-volume.yaml \
@@ -197,14 +222,21 @@ train-job: ## Run the training Job in the cluster with $(training_tag):$(image_v
 		| kubectl create -f -
 
 .PHONY: batch-job
-batch-job: ## Score the input volume's cases.csv into the output volume, with $(training_tag):$(version)
+batch-job: ## Score the input volume's cases.csv into the output volume, with $(training_tag):$(image_version)
 	kubectl apply -f k8s/batch/volumes.yaml -f k8s/batch/network-policy.yaml
-	kubectl set image --local -f k8s/batch/job.yaml scoring=$(training_tag):$(version) -o yaml \
+	kubectl set image --local -f k8s/batch/job.yaml scoring=$(training_tag):$(image_version) -o yaml \
 		| kubectl create -f -
 
 .PHONY: image-test
 image-test: $(INSTALLED) ## Build the images; ship a new model through the Job, the gate, a loopback index and registry
 	$(PY) ops/image_test.py --image $(tag) --training-image $(training_tag)
+
+# k8s-play redeploys to the model `make image-test` trained as the Job and pushed.
+play_next_model ?= build/ship-test/out/artifacts
+
+.PHONY: k8s-play
+k8s-play: $(MODEL) ## Play k8s/ with podman: pull from build/registry (after image-test), deploy, redeploy, down, the Job
+	PYTHONPATH=$(CURDIR) $(PY) ops/k8s_play.py --first-model $(model_dir) --next-model $(play_next_model)
 
 $(TOOLS): ops/tools-requirements.txt
 	$(PYTHON) -m venv .tools
