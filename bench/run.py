@@ -4,7 +4,9 @@
 (b) this service: single predictions (also with bearer tokens on), the same one row through the
     Open Inference Protocol (V2 inference), explain requests, batches of 100, 1,000 and 10,000;
 (c) in-process: one `Classifier.predict`, one `predict_many` of 10,000 tumors;
-optionally (d) Seldon MLServer serving the same scikit-learn model (`--mlserver`).
+(d) offline: `oncology-predict` on a generated file (`--scoring-rows`, default 1,000,000):
+    rows per second and peak RSS;
+optionally (e) Seldon MLServer serving the same scikit-learn model (`--mlserver`).
 
 Throughput rounds alternate floor and service so that the machine's noise hits both alike; the
 figures are medians over the rounds. Results go to build/bench/ as results.json and chart.png.
@@ -27,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.scoring import scoring_benchmark
 from oncology_model import Classifier, Tumor
 from oncology_model.verify import SEED_TUMOR
 from tests.live_server import LiveServer, live_server
@@ -109,6 +112,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved floor/service rounds")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--mlserver", action="store_true", help="also measure Seldon MLServer")
+    parser.add_argument("--scoring-rows", type=int, default=1_000_000, help="oncology-predict file")
     args = parser.parse_args()
     need_wrk()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -190,6 +194,7 @@ def main() -> int:
         workers = process_tree(service.process.pid)[1:]
         results["worker_rss_mb"] = max(rss_mb(pid) for pid in workers)
     results["in_process"] = in_process()
+    results["scoring"] = scoring_benchmark(OUT, args.scoring_rows)
     if args.mlserver:
         results["mlserver"] = mlserver_round(args.seconds, args.rounds)
 
@@ -255,6 +260,11 @@ def report(r: dict[str, Any]) -> None:
         ("worker RSS", f"{r['worker_rss_mb']:.0f} MB", f"<= {t['worker_rss_mb']:.0f} MB"),
         ("in-process Classifier.predict", f"{in_process['predict_one_us']:.0f} us", ""),
         ("in-process predict_many(10,000)", f"{in_process['predict_many_10000_ms']:.1f} ms", ""),
+        (
+            f"oncology-predict, {r['scoring']['rows']:,} rows",
+            f"{r['scoring']['rows_per_s']:,.0f} rows/s",
+            f"peak RSS {r['scoring']['peak_rss_mb']:.0f} MB",
+        ),
     ]
     if "mlserver" in r:
         rows.append(

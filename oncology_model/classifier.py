@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime
@@ -25,6 +25,9 @@ from oncology_model.integrity import (
     verified_bytes,
     version_tuple,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Classifier:
@@ -113,6 +116,19 @@ class Classifier:
         rows = np.array([tumor.to_row() for tumor in tumors], dtype=np.float64)
         malignant = self.labels(self.malignant_probabilities(rows))
         return [Prediction.MALIGNANT if m else Prediction.BENIGN for m in malignant]
+
+    def predict_frame(self, frame: pd.DataFrame, *, explain: bool = False) -> pd.DataFrame:
+        """Score a DataFrame holding the nine feature columns (NaN or None: not measured; other
+        columns are ignored). Returns a DataFrame with the same index and the columns
+        `prediction`, `malignant_probability` (6 decimals, as the API gives it) and `imputed`
+        (the names of the imputed scores, `;`-separated), plus `contribution_<feature>` columns
+        with `explain`; `attrs` holds `model_version` and `threshold`. Every bad cell raises at
+        once in an `InvalidTumorError` keyed `row <label>.<column>`. Needs pandas
+        (`pip install 'oncology-model[pandas]'`), imported here only: serving never loads it."""
+        from oncology_model.frames import predict_frame
+
+        answers: pd.DataFrame = predict_frame(self, frame, explain=explain)
+        return answers
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
         """Exact Shapley values of the malignant probability of each row against the baseline

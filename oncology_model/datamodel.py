@@ -2,7 +2,9 @@
 
 Validation lives here, once, for every caller: the `Tumor` constructor, `Tumor.from_dict` for parsed
 JSON, and `validate_rows`, the vectorised path the web service uses for batches. All of them apply
-`score_error` and report every bad field at once in an `InvalidTumorError`.
+`score_error` and report every bad field at once in an `InvalidTumorError`. CSV cells (the batch
+endpoint, `oncology-predict`) are text: `cell_value` reads one as the value it stands for and
+`cell_error` words what is wrong with it, with the same rules.
 """
 
 from __future__ import annotations
@@ -100,6 +102,86 @@ def score_error(value: object) -> str | None:
             None if SCORE_MIN <= value <= SCORE_MAX else f"{value:g} is out of range: {SCORE_RULE}"
         )
     return f"got {_json_type(value)}: {SCORE_RULE}"
+
+
+NOT_MEASURED_CELLS = ("", "?")
+"""CSV cells that mean "not measured": empty, or `?` as in the UCI file."""
+
+
+def cell_value(text: str) -> Score | float | str:
+    """What a CSV cell stands for: None when not measured, an int or float when it is a number
+    (`5`, `5.0`; `score_error` then judges it like a JSON number), else the text itself."""
+    text = text.strip()
+    if text in NOT_MEASURED_CELLS:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def cell_error(text: str) -> str | None:
+    """The rule a CSV cell breaks as a score, or None when it is a valid score or not measured."""
+    value = cell_value(text)
+    if isinstance(value, str):
+        return f"{value!r} is not a number: {SCORE_RULE}"
+    return score_error(value)
+
+
+ANSWER_COLUMNS: tuple[str, ...] = ("prediction", "malignant_probability", "imputed")
+"""The columns of a tabular answer (a DataFrame, a CSV); `imputed` joins names with `;`."""
+CONTRIBUTION_COLUMNS: tuple[str, ...] = tuple(f"contribution_{name}" for name in FEATURES)
+"""With explain, one more column per feature."""
+_PLAIN_CELLS: dict[str, float] = {
+    **{str(v): float(v) for v in range(SCORE_MIN, SCORE_MAX + 1)},
+    **dict.fromkeys(NOT_MEASURED_CELLS, math.nan),
+}
+
+
+def validate_cells(header: Sequence[str], records: Sequence[Sequence[str]]) -> np.ndarray:
+    """Validate the text records of a headered CSV (the nine feature names, in any order) and
+    return them as a float (n, 9) array, NaN where not measured.
+
+    Errors name `header.<column>` for a missing, unknown or repeated column, `row N` (from 1,
+    after the header) for a record of the wrong width and `row N.<column>` for a bad cell.
+    """
+    names = [name.strip() for name in header]
+    errors = {
+        f"header.{name}": "appears more than once" for name in set(names) if names.count(name) > 1
+    }
+    errors.update(field_errors(dict.fromkeys(names), "header."))
+    if errors:
+        raise InvalidTumorError(errors)
+    order = [names.index(name) for name in FEATURES]
+    width = len(names)
+    if all(len(record) == width for record in records):
+        ordered = operator.itemgetter(*order)
+        try:
+            flat = [_PLAIN_CELLS[cell] for record in records for cell in ordered(record)]
+            return np.array(flat, dtype=np.float64).reshape(len(records), len(FEATURES))
+        except KeyError:
+            pass  # some cell is not plainly 1..10 or empty: judged one by one below
+    rows: list[list[float]] = []
+    for number, record in enumerate(records, start=1):
+        if len(record) != width:
+            errors[f"row {number}"] = f"has {len(record)} cells; the header has {width}"
+            continue
+        row = []
+        for name, position in zip(FEATURES, order, strict=True):
+            text = record[position]
+            error = cell_error(text)
+            if error is None:
+                row.append(_as_float(cast(Score | float, cell_value(text))))
+            else:
+                errors[f"row {number}.{name}"] = error
+        rows.append(row)
+    if errors:
+        raise InvalidTumorError(errors)
+    return np.array(rows, dtype=np.float64).reshape(len(records), len(FEATURES))
 
 
 def _json_type(value: object) -> str:

@@ -1,7 +1,7 @@
 """`make k8s-check`: the manifests and the Dockerfile, checked offline as strictly as we can.
 
-1. `kubectl kustomize k8s/` builds; with the training Job and its volume, everything validates
-   with `kubernetes-validate --strict` against several Kubernetes versions.
+1. `kubectl kustomize k8s/` builds; with the training and batch-scoring Jobs and their volumes,
+   everything validates with `kubernetes-validate --strict` against several Kubernetes versions.
 2. `kubectl set image --local` on the Deployment succeeds for the container the Makefile's
    `deploy` target names (it fails when the name is wrong).
 3. hadolint finds nothing in the Dockerfile; checkov passes on k8s/ and the Dockerfile, with every
@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import tempfile
@@ -52,13 +53,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         bundle = Path(scratch) / "all.yaml"
         # generateName is for `kubectl create`; the schema check wants a concrete name.
-        training = [
-            path.read_text().replace(
-                "generateName: oncology-model-training-", "name: oncology-model-training-check"
-            )
-            for path in sorted((ROOT / "k8s/training").glob("*.yaml"))
+        jobs = [
+            re.sub(r"generateName: (\S+-)\n", r"name: \1check\n", path.read_text())
+            for folder in ("training", "batch")
+            for path in sorted((ROOT / "k8s" / folder).glob("*.yaml"))
         ]
-        bundle.write_text("\n---\n".join([rendered, *training]))
+        bundle.write_text("\n---\n".join([rendered, *jobs]))
         for version in KUBERNETES_VERSIONS:
             print(run(str(tools / "kubernetes-validate"), "--strict", "-k", version, str(bundle)))
 

@@ -44,6 +44,8 @@ from tests.load import Recorder, need_wrk, process_tree, rss_mb, run_wrk, wrk_sc
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "reliability"
+# How schemathesis sends the batch endpoint's tumors as text/csv.
+CSV_HOOKS = ROOT / "tests" / "schemathesis_hooks.py"
 SEED = SEED_TUMOR.to_dict()
 SINGLE = ("/v1/predictions", json.dumps(SEED).encode())
 BATCH = ("/v1/predictions/batch", json.dumps({"tumors": [SEED] * 1000}).encode())
@@ -240,6 +242,7 @@ def schemathesis_run() -> dict[str, Any]:
                 ],
                 # In OUT: schemathesis keeps a cache (.schemathesis/) in its working directory.
                 capture_output=True, text=True, timeout=600, check=False, cwd=OUT,
+                env={**os.environ, "SCHEMATHESIS_HOOKS": str(CSV_HOOKS)},
             )  # fmt: skip
             log = OUT / f"schemathesis-{runs}.log"
             log.write_text(result.stdout + result.stderr)

@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from oncology_model.dataset import DatasetError, bundled_data_path, load_dataset
+from oncology_model.dataset import UCI_COLUMNS, DatasetError, bundled_data_path, load_dataset
 
 UCI_MD5 = "52b89051b9bd37a91a54e8570b963719"  # from the data README
 
@@ -49,4 +49,86 @@ def test_bad_files_are_rejected_naming_line_and_rule(tmp_path, line: str, messag
     path = tmp_path / "bad.data"
     path.write_text("1000025,5,1,1,1,2,1,3,1,1,2\n" + line + "\n")
     with pytest.raises(DatasetError, match=rf"line 2: {message}"):
+        load_dataset(path=path)
+
+
+def headered(path, order: list[str], *, empty_for_missing: bool = True) -> None:
+    """The bundled data rewritten as a headered CSV with columns in `order`."""
+    rows = [line.split(",") for line in bundled_data_path().read_text().splitlines()]
+    names = list(UCI_COLUMNS)
+    lines = [",".join(order)]
+    for cells in rows:
+        by_name = dict(zip(names, cells, strict=True))
+        if empty_for_missing:
+            by_name = {k: ("" if v == "?" else v) for k, v in by_name.items()}
+        lines.append(",".join(by_name[name] for name in order))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_headered_file_in_any_order_reads_as_the_uci_file(tmp_path) -> None:
+    path = tmp_path / "export.csv"
+    order = [UCI_COLUMNS[-1], *reversed(UCI_COLUMNS[1:-1]), UCI_COLUMNS[0]]
+    headered(path, order)
+    expected, actual = load_dataset(), load_dataset(path=path)
+    assert np.array_equal(actual.X, expected.X, equal_nan=True)
+    assert np.array_equal(actual.y, expected.y)
+    assert np.array_equal(actual.sample_ids, expected.sample_ids)
+    assert actual.source == "export.csv"
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("sample_code_number,clump_thickness,class", r"line 1: the header .* mitoses is missing"),
+        (",".join([*UCI_COLUMNS, "notes"]), r"line 1: .*'notes' is not a column"),
+        (",".join([*UCI_COLUMNS, "mitoses"]), r"line 1: .*mitoses appears twice"),
+    ],
+)
+def test_bad_headers_are_named(tmp_path, header: str, message: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(header + "\n1,2,3\n")
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(path=path)
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (
+            ["", "1000025,5,1,1,1,2,1,3,1,1,2", "", "1000025,5,1,1,1,2,1,3,1,99,2"],
+            "line 4: mitoses 99",
+        ),
+        (["1000025,5,1,1,1,2,1,3,1,1,2,7"], "line 1: expected 11 columns, found 12"),
+        (["1000025,5,1,1,1,2,,3,1,1,2"], "line 1: bare_nuclei '' is not an integer"),
+        (['1000025,"5,1,1,1,2,1,3,1,1,2'], "line 1: a quoted cell is not closed"),
+        (
+            ["1000025,5,1,1,1,2,1,3,1,1,2", "1000025,x,1,1,1,2,1,3,1,0,2"],
+            "line 2: clump_thickness 'x'",
+        ),
+        (
+            ["1000025,5,1,1,1,2,1,3,1,1,2", "x,5,1,1,1,2,1,3,1,1,9"],
+            "line 2: sample_code_number 'x'",
+        ),
+    ],
+)
+def test_errors_name_the_physical_line_and_the_first_bad_cell(
+    tmp_path, lines: list[str], message: str
+) -> None:
+    path = tmp_path / "bad.data"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=rf"bad.data, {message}"):
+        load_dataset(path=path)
+
+
+def test_byte_order_mark_and_crlf_are_read(tmp_path) -> None:
+    path = tmp_path / "excel.csv"
+    headered(path, list(UCI_COLUMNS))
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+    assert np.array_equal(load_dataset(path=path).X, load_dataset().X, equal_nan=True)
+
+
+def test_empty_files_have_no_rows(tmp_path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("\n" + ",".join(UCI_COLUMNS) + "\n\n")
+    with pytest.raises(DatasetError, match="no rows"):
         load_dataset(path=path)

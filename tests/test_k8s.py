@@ -172,10 +172,12 @@ def test_rollout_never_drops_below_wanted_and_drains_before_stopping(
 
 
 def test_every_container_is_locked_down(rendered: dict[str, dict[str, Any]]) -> None:
-    job = yaml.safe_load((K8S / "training" / "job.yaml").read_text())
+    jobs = [
+        yaml.safe_load((K8S / folder / "job.yaml").read_text()) for folder in ("training", "batch")
+    ]
     for pod in (
         rendered["Deployment"]["spec"]["template"]["spec"],
-        job["spec"]["template"]["spec"],
+        *(job["spec"]["template"]["spec"] for job in jobs),
     ):
         assert pod["automountServiceAccountToken"] is False
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -277,6 +279,43 @@ def test_make_train_job_creates_a_job_with_the_training_image() -> None:
     job = yaml.safe_load(rendered)
     assert job["kind"] == "Job"
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "reg/onc-training:2.0.1"
+
+
+def test_batch_job_reads_one_volume_and_writes_another() -> None:
+    job = yaml.safe_load((K8S / "batch" / "job.yaml").read_text())
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["command"] == ["/opt/train/bin/oncology-predict"]  # the training image
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    claims = {
+        d["metadata"]["name"]
+        for d in yaml.safe_load_all((K8S / "batch" / "volumes.yaml").read_text())
+    }
+    assert mounts["input"]["readOnly"] is True
+    assert volumes["input"]["persistentVolumeClaim"]["readOnly"] is True
+    assert not mounts["output"].get("readOnly")
+    assert {volumes[n]["persistentVolumeClaim"]["claimName"] for n in ("input", "output")} == claims
+    source, _, target, _, errors = container["args"]
+    assert source.startswith(mounts["input"]["mountPath"] + "/")
+    assert target.startswith(mounts["output"]["mountPath"] + "/")
+    assert errors.startswith(mounts["output"]["mountPath"] + "/")
+    policy = yaml.safe_load((K8S / "batch" / "network-policy.yaml").read_text())
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+
+
+def test_make_batch_job_creates_a_job_with_the_training_image() -> None:
+    output = make_dry_run("batch-job", "training_tag=reg/onc-training", "image_version=2.0.1")
+    assert "k8s/batch/volumes.yaml" in output and "kubectl create -f -" in output
+    assert "scoring=reg/onc-training:2.0.1" in output
+    rendered = kubectl(
+        "set", "image", "--local", "-f", "k8s/batch/job.yaml", "scoring=reg/onc-training:2.0.1",
+        "-o", "yaml",
+    )  # fmt: skip
+    assert yaml.safe_load(rendered)["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "reg/onc-training:2.0.1"
+    )
 
 
 def label_selector(text: str) -> dict[str, set[str]]:

@@ -16,6 +16,8 @@ from oncology_model.datamodel import FEATURES
 from oncology_model.verify import SEED_TUMOR
 from webservice import create_app
 
+from . import schemathesis_hooks  # noqa: F401  (registers the text/csv serializer)
+
 schema = schemathesis.openapi.from_wsgi("/swagger.json", create_app({"TESTING": True}))
 
 

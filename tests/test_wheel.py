@@ -71,3 +71,9 @@ def test_wheel_installs_alone_and_predicts(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+    # pandas is the `pandas` extra: without it the scoring CLI says what to install.
+    scoring = subprocess.run(
+        [str(env_dir / "bin" / "oncology-predict"), "x.csv"], capture_output=True, text=True
+    )
+    assert scoring.returncode == 2
+    assert "pip install 'oncology-model[pandas]'" in scoring.stderr

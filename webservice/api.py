@@ -14,6 +14,7 @@ from webservice.auth import guard
 from webservice.jsonbody import body_too_large
 from webservice.problems import PROBLEM_JSON, Problem, as_problem
 from webservice.resources import inference, model, operations, predictions
+from webservice.resources.predictions import BATCH_CONSUMES
 from webservice.service import Service
 
 DESCRIPTION = (
@@ -52,6 +53,8 @@ class ProblemApi(Api):
     @cached_property
     def __schema__(self) -> dict[str, Any]:
         schema: dict[str, Any] = super().__schema__
+        # flask-restx documents only an operation's "produces"; the batch endpoint takes CSV too.
+        schema["paths"]["/v1/predictions/batch"]["post"]["consumes"] = BATCH_CONSUMES
         for path, documented in schema.get("paths", {}).items():
             scheme = self.scheme_of.get(guard(path))
             if scheme is None:

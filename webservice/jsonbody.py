@@ -14,17 +14,18 @@ JSON_TYPES = ("application/json",)
 BODY_CONSUMED = "oncology.body_consumed"
 
 
-def read_json(environ: dict[str, Any], max_bytes: int) -> Any:
-    """The parsed JSON body, or a Problem: 415 for another content type, 400 for bad JSON,
-    413 for a chunked body over `max_bytes` (a declared length was checked by `BodyLimit`)."""
+def read_json(environ: dict[str, Any], max_bytes: int, *, csv_too: bool = False) -> Any:
+    """The parsed JSON body, or a Problem: 415 for another content type (naming text/csv too
+    where the endpoint takes it), 400 for bad JSON, 413 for a chunked body over `max_bytes`."""
     content_type = environ.get("CONTENT_TYPE", "")
     mimetype = content_type.split(";", 1)[0].strip().lower()
     if mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
+        wanted = "application/json or text/csv" if csv_too else "application/json"
         raise Problem(
             415,
-            "The body must be JSON: send it with 'Content-Type: application/json' "
-            f"(got {content_type or 'no Content-Type'}).",
-            {"Content-Type": "must be application/json"},
+            f"The body must be {'JSON or CSV' if csv_too else 'JSON'}: send it with "
+            f"'Content-Type: {wanted}' (got {content_type or 'no Content-Type'}).",
+            {"Content-Type": f"must be {wanted}"},
             kind="unsupported-media-type",
         )
     return parse_json(read_body(environ, max_bytes))

@@ -8,7 +8,7 @@ from typing import Any
 
 from webservice.middleware import WSGIApp
 from webservice.openinference import MODEL_NAME, answer_infer
-from webservice.predicting import answer_batch, answer_single
+from webservice.predicting import JSON, Answer, answer_batch, answer_single
 from webservice.problems import as_problem
 from webservice.service import Service
 
@@ -27,14 +27,14 @@ class PredictionLane:
     def __init__(self, app: WSGIApp, service: Service, *, max_bytes: int, max_batch: int) -> None:
         self.app = app
         infer = partial(answer_infer, service=service, max_bytes=max_bytes, max_batch=max_batch)
-        self.routes: dict[str, Callable[[dict[str, Any]], bytes]] = {
+        self.routes: dict[str, Callable[[dict[str, Any]], Answer]] = {
             "/v1/predictions": partial(answer_single, service=service, max_bytes=max_bytes),
             "/v1/predictions/batch": partial(
                 answer_batch, service=service, max_bytes=max_bytes, max_batch=max_batch
             ),
-            f"/v2/models/{MODEL_NAME}/infer": infer,
-            f"/v2/models/{MODEL_NAME}/versions/{service.model_version}/infer": partial(
-                infer, model_version=service.model_version
+            f"/v2/models/{MODEL_NAME}/infer": _as_json(infer),
+            f"/v2/models/{MODEL_NAME}/versions/{service.model_version}/infer": _as_json(
+                partial(infer, model_version=service.model_version)
             ),
         }
 
@@ -43,7 +43,7 @@ class PredictionLane:
         if handler is None or environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
         try:
-            body = handler(environ)
+            body, content_type = handler(environ)
         except Exception as error:
             path = environ.get("PATH_INFO", "")
             problem = as_problem(error, "POST", path)
@@ -51,8 +51,17 @@ class PredictionLane:
             headers = [("Content-Type", content_type), *problem.headers.items()]
             start_response(f"{problem.status} {problem.title}", headers + _length(body))
             return [body]
-        start_response("200 OK", [("Content-Type", "application/json"), *_length(body)])
+        start_response("200 OK", [("Content-Type", content_type), *_length(body)])
         return [body]
+
+
+def _as_json(handler: Callable[[dict[str, Any]], bytes]) -> Callable[[dict[str, Any]], Answer]:
+    """A handler answering JSON bytes, as one answering (body, Content-Type)."""
+
+    def answer(environ: dict[str, Any]) -> Answer:
+        return handler(environ), JSON
+
+    return answer
 
 
 def _length(body: bytes) -> list[tuple[str, str]]:

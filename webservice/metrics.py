@@ -96,7 +96,7 @@ REFERENCE_PROBABILITY_BUCKET_RATIO = Gauge(
     multiprocess_mode="livemostrecent",
 )
 
-_KNOWN_FIELDS = frozenset((*FEATURES, "body", "tumors", "explain", "Content-Type"))
+_KNOWN_FIELDS = frozenset((*FEATURES, "body", "tumors", "rows", "explain", "Content-Type"))
 # Cell (feature j, value v) is j * 11 + v, with v = 0 for null.
 _FEATURE_OFFSETS = np.arange(len(FEATURES)) * len(VALUE_LABELS)
 FLUSH_SECONDS = 1.0
@@ -254,11 +254,14 @@ def record_batch_size(size: int) -> None:
 
 
 def record_rejections(errors: dict[str, str]) -> None:
-    """Count rejected fields by name: `tumors[3].mitoses` counts as `mitoses`."""
+    """Count rejected fields by name: `tumors[3].mitoses` (JSON) and `row 4.mitoses` (CSV) count
+    as `mitoses`, a whole bad item as `tumors` or `rows`."""
     for path in errors:
         field = path.rsplit(".", 1)[-1]
         if field.startswith("tumors["):
             field = "tumors"
+        elif field.startswith("row "):
+            field = "rows"
         REJECTED_VALUES.labels(field if field in _KNOWN_FIELDS else "unknown_field").inc()
 
 

@@ -13,28 +13,40 @@ from urllib.parse import parse_qs
 import orjson
 
 from oncology_model.datamodel import InvalidTumorError, validate_rows
+from webservice.csvbody import CSV_ANSWER, csv_answer, csv_rows, is_csv, wants_csv
 from webservice.jsonbody import read_json
 from webservice.metrics import record_batch_size
 from webservice.problems import Problem
 from webservice.service import Service
 
+JSON = "application/json"
+Answer = tuple[bytes, str]
+"""An answer's body and its Content-Type."""
 
-def answer_single(environ: dict[str, Any], service: Service, *, max_bytes: int) -> bytes:
+
+def answer_single(environ: dict[str, Any], service: Service, *, max_bytes: int) -> Answer:
     """POST /v1/predictions: the JSON answer for one tumor."""
     explain = explain_requested(environ)
     rows = validate_rows([read_json(environ, max_bytes)])
-    return orjson.dumps(with_model(service).predictions(rows, explain=explain)[0])
+    return orjson.dumps(with_model(service).predictions(rows, explain=explain)[0]), JSON
 
 
 def answer_batch(
     environ: dict[str, Any], service: Service, *, max_bytes: int, max_batch: int
-) -> bytes:
-    """POST /v1/predictions/batch: the JSON answer for up to `max_batch` tumors."""
+) -> Answer:
+    """POST /v1/predictions/batch: the answers for up to `max_batch` tumors sent as JSON or as
+    CSV (`webservice.csvbody`), given as JSON or, when the client asks for it, as CSV."""
     explain = explain_requested(environ)
-    tumors = batch_items(read_json(environ, max_bytes), max_batch)
-    record_batch_size(len(tumors))
-    rows = validate_rows(tumors, "tumors")
-    return orjson.dumps({"predictions": with_model(service).predictions(rows, explain=explain)})
+    if is_csv(environ):
+        rows = csv_rows(environ, max_bytes, max_batch)
+    else:
+        tumors = batch_items(read_json(environ, max_bytes, csv_too=True), max_batch)
+        record_batch_size(len(tumors))
+        rows = validate_rows(tumors, "tumors")
+    answers = with_model(service).predictions(rows, explain=explain)
+    if wants_csv(environ):
+        return csv_answer(answers, explain=explain), CSV_ANSWER
+    return orjson.dumps({"predictions": answers}), JSON
 
 
 def with_model(service: Service) -> Service:

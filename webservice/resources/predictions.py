@@ -12,7 +12,8 @@ from oncology_model import Classifier
 from oncology_model.datamodel import FEATURE_DESCRIPTIONS, FEATURES, SCORE_MAX, SCORE_MIN
 from oncology_model.verify import SEED_TUMOR
 from webservice.predicting import answer_batch, answer_single
-from webservice.resources.common import document_errors, json_response
+from webservice.problems import PROBLEM_JSON
+from webservice.resources.common import answer_response, document_errors
 from webservice.resources.common import service as current_service
 from webservice.service import Service
 
@@ -50,6 +51,20 @@ def _seed_answer(classifier: Classifier) -> dict[str, Any]:
             zip(FEATURES, classifier.contributions(row)[0].round(6).tolist(), strict=True)
         ),
     }
+
+
+# The batch endpoint takes and answers JSON or CSV (see `webservice.csvbody`); errors are
+# problem+json. OpenAPI 2.0 has one body schema for all media types: the JSON one.
+BATCH_CONSUMES = ["application/json", "text/csv"]
+BATCH_PRODUCES = [*BATCH_CONSUMES, PROBLEM_JSON]
+CSV_DESCRIPTION = (
+    "The tumors come as JSON (the schema below) or as `text/csv`: a header row of the nine "
+    "feature names, in any order, then one row per tumor, an empty cell where a score was not "
+    "measured. `Accept: text/csv` gives the answers as CSV, one row per tumor in order, with the "
+    "columns prediction, malignant_probability and imputed (the imputed names joined by `;`), and "
+    "contribution_<feature> with explain. A bad CSV cell is named `row N.<column>`, rows counted "
+    "from 1 after the header; errors are problem+json."
+)
 
 
 def namespace(*, max_batch: int, service: Service) -> Namespace:
@@ -164,20 +179,25 @@ def namespace(*, max_batch: int, service: Service) -> Namespace:
         def post(self) -> Any:
             """Diagnose one tumor from its nine cytology scores."""
             max_bytes = current_app.config["MAX_BODY_BYTES"]
-            return json_response(
+            return answer_response(
                 answer_single(request.environ, current_service(), max_bytes=max_bytes)
             )
 
     @ns.route("/batch")
     class PredictionBatch(Resource):
-        @ns.doc("predict_batch", params=EXPLAIN, description=f"Up to {max_batch:,} tumors.")
+        @ns.doc(
+            "predict_batch",
+            params=EXPLAIN,
+            produces=BATCH_PRODUCES,
+            description=f"Up to {max_batch:,} tumors. {CSV_DESCRIPTION}",
+        )
         @ns.expect(batch_request_model)
         @ns.response(200, "The diagnoses, in the order of the tumors", batch_response_model)
         @document_errors(ns, 400, 413, 415, 422, 500, 503)
         def post(self) -> Any:
             """Diagnose many tumors in one call, answered in their order."""
             config = current_app.config
-            return json_response(
+            return answer_response(
                 answer_batch(
                     request.environ,
                     current_service(),

@@ -1,0 +1,92 @@
+"""CSV on the batch endpoint, with the standard library's csv module (no pandas in serving).
+
+A request body of `Content-Type: text/csv` is a header row of the nine feature names (any order)
+and one row per tumor, an empty cell (or `?`) where a score was not measured. `Accept: text/csv`
+asks for the answers as CSV: `ANSWER_COLUMNS` (and `CONTRIBUTION_COLUMNS` with explain), one row
+per tumor in order. Errors stay problem+json.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import numpy as np
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
+
+from oncology_model.datamodel import (
+    ANSWER_COLUMNS,
+    CONTRIBUTION_COLUMNS,
+    InvalidTumorError,
+    validate_cells,
+)
+from webservice.jsonbody import read_body
+from webservice.metrics import record_batch_size
+from webservice.problems import Problem
+
+CSV_TYPE = "text/csv"
+CSV_ANSWER = "text/csv; charset=utf-8"
+
+
+def is_csv(environ: dict[str, Any]) -> bool:
+    """The request body is CSV (`text/csv`, any parameters)."""
+    content_type: str = environ.get("CONTENT_TYPE", "")
+    return content_type[:8].lower() == CSV_TYPE
+
+
+def wants_csv(environ: dict[str, Any]) -> bool:
+    """The client prefers a CSV answer to JSON (JSON unless Accept ranks text/csv higher)."""
+    accept = environ.get("HTTP_ACCEPT")
+    if not accept or CSV_TYPE not in accept:
+        return False  # the common case, without parsing
+    best = parse_accept_header(accept, MIMEAccept).best_match(["application/json", CSV_TYPE])
+    return best == CSV_TYPE
+
+
+def csv_rows(environ: dict[str, Any], max_bytes: int, max_batch: int) -> np.ndarray:
+    """The validated rows of a CSV body: 400 when it is not CSV text, 422 naming `header.<column>`,
+    `rows` (not 1 to `max_batch` rows), `row N` or `row N.<column>` (rows counted from 1 after
+    the header)."""
+    data = read_body(environ, max_bytes)
+    try:
+        text = data.decode("utf-8-sig")
+        records = [r for r in csv.reader(io.StringIO(text, newline=""), strict=True) if r]
+    except UnicodeDecodeError:
+        raise _invalid_csv("it is not UTF-8 text") from None
+    except csv.Error as exc:
+        raise _invalid_csv(str(exc)) from None
+    if not records:
+        raise _invalid_csv("the body is empty: send a header row of the feature names, then rows")
+    header, rows = records[0], records[1:]
+    if not 1 <= len(rows) <= max_batch:
+        raise InvalidTumorError(
+            {"rows": f"has {len(rows)} rows: must be 1 to {max_batch} rows after the header"}
+        )
+    record_batch_size(len(rows))
+    return validate_cells(header, rows)
+
+
+def csv_answer(answers: list[dict[str, Any]], *, explain: bool) -> bytes:
+    """The JSON answers (`Service.predictions`) as CSV: the same figures, one row each."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(ANSWER_COLUMNS + (CONTRIBUTION_COLUMNS if explain else ()))
+    for answer in answers:
+        row = [
+            answer["prediction"],
+            answer["probabilities"]["malignant"],
+            ";".join(answer["imputed"]),
+        ]
+        if explain:
+            row.extend(answer["contributions"].values())
+        writer.writerow(row)
+    return out.getvalue().encode()
+
+
+def _invalid_csv(reason: str) -> Problem:
+    return Problem(
+        400, f"The body is not valid CSV: {reason}.", {"body": f"not valid CSV: {reason}"},
+        kind="invalid-csv",
+    )  # fmt: skip
