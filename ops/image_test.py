@@ -402,6 +402,11 @@ def ship_to_registry(artifacts: Path, version: str, images: tuple[str, str]) -> 
         assert len(pushed) == 2, output
         for name, line in zip(images, pushed, strict=True):
             say(f"pushed {prefix}/{name}: {line.strip()}")
+        # The bundled model's images too (built first, above): `make k8s-play` deploys that model
+        # from this registry, then redeploys to the candidate.
+        bundled = make("publish", f"registry={prefix}")
+        assert bundled.count("digest: sha256:") == 2, bundled
+        say(f"pushed the bundled model's images to {prefix} too (for make k8s-play)")
         for name in images:
             for reference in (
                 f"{name}:{image_tag(version)}",
