@@ -38,8 +38,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from loopback import free_port
 from package_index import package_index
-from registry import free_port, registry
+from registry import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL_BASE = "python:3.11-slim-bookworm"

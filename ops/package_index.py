@@ -11,18 +11,16 @@ process is stopped by its PID, also on failure.
 
 from __future__ import annotations
 
-import http.client
 import secrets
 import shutil
 import subprocess
-import time
 import venv
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry import free_port
+from loopback import free_port, serving
 
 PYPISERVER = ("pypiserver==2.4.2", "passlib==1.7.4")
 USERNAME = "uploader"
@@ -60,17 +58,6 @@ def server_venv(work_dir: Path) -> Path:
     return env_dir / "bin"
 
 
-def _answers(port: int) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", "/health")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
-
-
 @contextmanager
 def package_index(work_dir: Path, *, timeout: float = 30.0) -> Iterator[PackageIndex]:
     """Run pypiserver on loopback with an upload login; yield where it is and the login."""
@@ -89,27 +76,11 @@ def package_index(work_dir: Path, *, timeout: float = 30.0) -> Iterator[PackageI
         input=password, text=True, check=True,
     )  # fmt: skip
     port = free_port()
-    log_path = work_dir / "pypiserver.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(bin_dir / "pypi-server"), "run", "--host", "127.0.0.1", "--port", str(port),
-             "--passwords", str(htpasswd), "--authenticate", "update",
-             "--disable-fallback", str(packages)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + timeout
-        while not _answers(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    "pypiserver did not answer:\n" + log_path.read_text(errors="replace")[-2000:]
-                )
-            time.sleep(0.1)
+    command = [
+        str(bin_dir / "pypi-server"), "run", "--host", "127.0.0.1", "--port", str(port),
+        "--passwords", str(htpasswd), "--authenticate", "update",
+        "--disable-fallback", str(packages),
+    ]  # fmt: skip
+    log = work_dir / "pypiserver.log"
+    with serving(command, port=port, ready_path="/health", log=log, timeout=timeout):
         yield PackageIndex(port, USERNAME, password)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
