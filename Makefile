@@ -235,7 +235,7 @@ image-test: $(INSTALLED) ## Build the images; ship a new model through the Job, 
 play_next_model ?= build/ship-test/out/artifacts
 
 .PHONY: k8s-play
-k8s-play: $(MODEL) ## Play k8s/ with podman: pull from build/registry (after image-test), deploy, redeploy, down, the Job
+k8s-play: $(INSTALLED) ## Play k8s/ with podman: pull from build/registry (after image-test), deploy, redeploy, down, the Job
 	PYTHONPATH=$(CURDIR) $(PY) ops/k8s_play.py --first-model $(model_dir) --next-model $(play_next_model)
 
 $(TOOLS): ops/tools-requirements.txt
