@@ -106,7 +106,7 @@ bench: $(INSTALLED) ## Benchmark against the HTTP floor (BENCH_ARGS=--mlserver a
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 .PHONY: interop
-interop: $(MODEL) ## tritonclient and the kserve SDK (own venv, build/interop) against the live server, V2
+interop: $(INSTALLED) ## tritonclient and the kserve SDK (own venv, build/interop) against the live server, V2
 	$(PY) -m ops.interop
 
 .PHONY: reliability
