@@ -38,34 +38,44 @@ def makefile_date_epoch() -> str:
 MODEL_DATE_EPOCH = makefile_date_epoch()
 
 
-def run_training(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_training(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "oncology_model.training", *args],
         capture_output=True,
         text=True,
         env={"SOURCE_DATE_EPOCH": MODEL_DATE_EPOCH, "PATH": "/usr/bin:/bin"},
-        cwd=cwd,
         timeout=300,
     )
 
 
-def start_training(*args: str) -> subprocess.Popen[str]:
+def start_training(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "oncology_model.training", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={"SOURCE_DATE_EPOCH": MODEL_DATE_EPOCH, "PATH": "/usr/bin:/bin"},
+        cwd=cwd,
     )
 
 
 @pytest.fixture(scope="module")
 def trainings(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This module's two trainings, run at the same time (one per core, half the wait): the
-    bundled data as `make train` runs it (in `bundled/`), and a user's own 400-row file (`own/`)."""
+    bundled data as `make train` runs it (in `bundled/`), and a user's own data (in `own/`) as
+    several files, a folder's and one more, trained without --out and with --wheel-dir."""
     root = tmp_path_factory.mktemp("trained")
-    own_data = root / "mine.data"
-    own_data.write_text("\n".join(bundled_data_path().read_text().splitlines()[:400]) + "\n")
+    lines = bundled_data_path().read_text().splitlines()
+    own = root / "own"
+    folder = own / "data"
+    folder.mkdir(parents=True)
+    (folder / "a.data").write_text("\n".join(lines[:300]) + "\n")
+    (folder / "b.data").write_text("\n".join(lines[300:600]) + "\n")
+    (folder / ".hidden").write_text("not data\n")
+    (own / "c.data").write_text("\n".join(lines[600:650]) + "\n")
+    (root / "bundled-onnx.sha256").write_text(
+        sha256_of((bundled_artifacts_dir() / ONNX_FILE).read_bytes())
+    )
     runs = {
         "bundled": start_training(
             "--out",
@@ -73,7 +83,9 @@ def trainings(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--report",
             str(root / "bundled" / "report"),
         ),
-        "own": start_training("--data", str(own_data), "--out", str(root / "own"), "--no-report"),
+        "own": start_training(
+            "--data", "data", "c.data", "--no-report", "--wheel-dir", "dist", cwd=own
+        ),
     }
     for name, process in runs.items():
         _, stderr = process.communicate(timeout=600)
@@ -137,37 +149,27 @@ def test_report_has_figures_with_spread_and_plots(trained: Path) -> None:
         assert (trained / "report" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_training_on_a_users_own_file(trainings: Path) -> None:
-    classifier = Classifier(artifacts_dir=trainings / "own")
-    assert classifier.metadata["training_data"]["rows"] == 400
-    assert classifier.metadata["training_data"]["file"] == "mine.data"
+def test_training_on_a_users_own_files(trainings: Path) -> None:
+    classifier = Classifier(artifacts_dir=trainings / "own" / "build" / "model")
+    assert classifier.metadata["training_data"]["rows"] == 650
     assert classifier.predict(Tumor(4, 1, 2, 1, 2, 1, 1, 1, 1)) == Prediction.BENIGN
 
 
-def test_training_on_a_folder_and_files_writes_build_model_and_the_wheel(tmp_path: Path) -> None:
-    """Several files (a folder's, in name order) are one training set; without --out the
-    artifacts go to build/model, never into the installed package; --wheel-dir builds the
-    wheel carrying exactly those artifacts, versioned with the model version."""
-    lines = bundled_data_path().read_text().splitlines()
-    folder = tmp_path / "data"
-    folder.mkdir()
-    (folder / "a.data").write_text("\n".join(lines[:300]) + "\n")
-    (folder / "b.data").write_text("\n".join(lines[300:600]) + "\n")
-    (folder / ".hidden").write_text("not data\n")
-    (tmp_path / "c.data").write_text("\n".join(lines[600:650]) + "\n")
-    bundled_before = sha256_of((bundled_artifacts_dir() / ONNX_FILE).read_bytes())
-    result = run_training(
-        "--data", "data", "c.data", "--no-report", "--wheel-dir", "dist", cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
-    out = tmp_path / "build" / "model"
+def test_training_on_a_folder_and_files_writes_build_model_and_the_wheel(trainings: Path) -> None:
+    """Several files (a folder's, in name order, hidden files skipped) are one training set;
+    without --out the artifacts go to build/model, never into the installed package;
+    --wheel-dir builds the wheel carrying exactly those artifacts, versioned with the model
+    version."""
+    own = trainings / "own"
+    out = own / "build" / "model"
     metadata = json.loads((out / METADATA_FILE).read_text())
     assert metadata["training_data"]["rows"] == 650
     assert metadata["training_data"]["file"] == "a.data, b.data, c.data"
+    bundled_before = (trainings / "bundled-onnx.sha256").read_text()
     assert sha256_of((bundled_artifacts_dir() / ONNX_FILE).read_bytes()) == bundled_before
     version = metadata["model_version"]
     assert version.startswith(metadata["package_version"] + "+")
-    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    (wheel,) = (own / "dist").glob("*.whl")
     assert wheel.name == f"oncology_model-{version}-py3-none-any.whl"
     with zipfile.ZipFile(wheel) as archive:
         for name in (ONNX_FILE, JOBLIB_FILE, METADATA_FILE):
