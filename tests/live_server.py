@@ -22,10 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def access_records(log: str) -> list[dict[str, Any]]:
-    """The service's JSON access-log records in a server log, one per answered request."""
+    """The service's JSON access-log records in a server log, one per answered request.
+
+    Records end at "\n" only: a client's path may hold characters that `str.splitlines` also
+    breaks at (U+0085, U+2028...), which JSON leaves unescaped."""
     return [
         json.loads(line)
-        for line in log.splitlines()
+        for line in log.split("\n")
         if line.startswith('{"ts"') and '"event":"request"' in line
     ]
 

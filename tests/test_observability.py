@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from .conftest import MALIGNANT_JSON, SEED_JSON
+from .live_server import access_records
 
 
 def scrape(client: FlaskClient) -> dict[str, float]:
@@ -31,7 +32,8 @@ def delta(before: dict[str, float], after: dict[str, float], name: str) -> float
 
 
 def log_lines(captured: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in captured.splitlines() if line.startswith("{")]
+    """The JSON lines of captured output; lines end at "\n" only (see `access_records`)."""
+    return [json.loads(line) for line in captured.split("\n") if line.startswith("{")]
 
 
 def test_request_id_is_echoed_when_valid(client: FlaskClient) -> None:
@@ -83,6 +85,19 @@ def test_one_json_log_line_per_request_without_tumor_values(
     assert line["duration_ms"] > 0
     assert line["model_version"].startswith("1.0.0+")
     assert "clump_thickness" not in json.dumps(line)
+
+
+def test_a_path_with_unicode_line_separators_stays_one_log_line(
+    client: FlaskClient, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A client's path may carry U+0085 or U+2028, which JSON leaves unescaped and which
+    `str.splitlines` would break a record at: the record still ends at its newline only."""
+    capfd.readouterr()
+    client.get("/v2/models/%C2%85x%E2%80%A8y")
+    output = capfd.readouterr().out
+    (record,) = access_records(output)
+    assert record["path"].startswith("/v2/models/") and record["path"].endswith("y")
+    assert len(output.splitlines()) > len(output.split("\n")) - 1  # splitlines would break it
 
 
 def test_error_logs_carry_the_request_id(
