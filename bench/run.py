@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import platform
 import shutil
@@ -96,16 +97,23 @@ def timed_posts(
 
 def json_limit_ms(body: bytes, answer: bytes, repeat: int) -> list[float]:
     """The in-process floor of a batch request (ms): orjson parsing its body and serialising its
-    answer (parsed back from the server's bytes), `repeat` times in this process."""
+    answer (parsed back from the server's bytes), `repeat` times in this process. The garbage
+    collector is off while timed: the floor is the JSON work alone, nothing else."""
+    import gc
+
     import orjson
 
     answer_object = orjson.loads(answer)
     timings = []
     for _ in range(repeat):
-        started = time.perf_counter()
-        orjson.loads(body)
-        orjson.dumps(answer_object)
-        timings.append((time.perf_counter() - started) * 1e3)
+        gc.disable()
+        try:
+            started = time.perf_counter()
+            orjson.loads(body)
+            orjson.dumps(answer_object)
+            timings.append((time.perf_counter() - started) * 1e3)
+        finally:
+            gc.enable()
     return timings
 
 
@@ -242,11 +250,65 @@ def main() -> int:
         )
 
     results["targets"] = verdicts(results)
+    results["sizing"] = sizing(results)
     (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     report(results)
     chart(results, OUT / "chart.png")
     print(f"bench: wrote {OUT / 'results.json'} and {OUT / 'chart.png'}")
     return 0
+
+
+def deployment_resources() -> dict[str, float]:
+    """The Deployment's CPU request and limit, its WORKERS, and the HPA's target and bounds."""
+    import yaml
+
+    deployment = yaml.safe_load((ROOT / "k8s" / "deployment.yaml").read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item.get("value") for item in container.get("env", [])}
+    hpa = yaml.safe_load((ROOT / "k8s" / "hpa.yaml").read_text())["spec"]
+    return {
+        "cpu_request": _cpus(container["resources"]["requests"]["cpu"]),
+        "cpu_limit": _cpus(container["resources"]["limits"]["cpu"]),
+        "workers": int(env["WORKERS"]),
+        "hpa_target": hpa["metrics"][0]["resource"]["target"]["averageUtilization"] / 100,
+        "min_replicas": hpa["minReplicas"],
+        "max_replicas": hpa["maxReplicas"],
+    }
+
+
+def _cpus(quantity: str) -> float:
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+SIZING_RATES = (1_000, 10_000, 100_000)
+
+
+def sizing(r: dict[str, Any]) -> dict[str, Any]:
+    """Pods for 1,000 / 10,000 / 100,000 predictions per second, from the server CPU each
+    prediction cost in this run: a pod serves (CPU limit / CPU per prediction) at most, and the
+    HPA keeps the average pod at `hpa_target` of its CPU *request*, so in steady state it adds
+    pods until each carries request x target / CPU per prediction."""
+    k8s = deployment_resources()
+    per_prediction_us = {
+        "single": r["service_c16"]["cpu_us_per_request"],
+        "batch of 100": r["batch_100_c16"]["cpu_us_per_request"] / 100,
+        # One sync worker runs a batch on one core from start to end: wall time >= its CPU time.
+        "batch of 10,000": r["batch_10000_server_ms"]["p50"] * 1e3 / 10_000,
+    }
+    shapes = {}
+    for shape, cpu_us in per_prediction_us.items():
+        at_limit = k8s["cpu_limit"] * 1e6 / cpu_us
+        at_target = k8s["cpu_request"] * k8s["hpa_target"] * 1e6 / cpu_us
+        shapes[shape] = {
+            "cpu_us_per_prediction": cpu_us,
+            "per_pod_at_limit": at_limit,
+            "per_pod_at_hpa_target": at_target,
+            "pods": {
+                str(rate): max(k8s["min_replicas"], math.ceil(rate / at_target))
+                for rate in SIZING_RATES
+            },
+        }
+    return {"deployment": k8s, "shapes": shapes}
 
 
 def _median(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -368,6 +430,28 @@ def report(r: dict[str, Any]) -> None:
             f"  {TARGET_NAMES[key]:<{width}}  {verdict['median']:>7.2f}  (spread {spread:>11})"
             f"  target {verdict['target']:<7}  {'met' if verdict['met'] else 'NOT MET'}"
         )
+    k8s, shapes = r["sizing"]["deployment"], r["sizing"]["shapes"]
+    print(
+        f"\n  sizing (k8s/: CPU limit {k8s['cpu_limit']:g}, request {k8s['cpu_request']:g}, "
+        f"HPA at {k8s['hpa_target']:.0%} of the request, {k8s['min_replicas']}-"
+        f"{k8s['max_replicas']} pods)"
+    )
+    rates = "  ".join(f"{rate:>11,}/s" for rate in SIZING_RATES)
+    print(
+        f"  {'predictions as':<16} {'CPU each':>9}  {'pod at limit':>13}  {'at HPA target':>13}  {rates}"
+    )
+    for shape, figures in shapes.items():
+        pods = "  ".join(
+            f"{figures['pods'][str(rate)]:>7} pods"
+            + ("*" if figures["pods"][str(rate)] > k8s["max_replicas"] else " ")
+            for rate in SIZING_RATES
+        )
+        print(
+            f"  {shape:<16} {figures['cpu_us_per_prediction']:>6.1f} us  "
+            f"{figures['per_pod_at_limit']:>9,.0f} /s  {figures['per_pod_at_hpa_target']:>9,.0f} /s  "
+            f"{pods}"
+        )
+    print(f"  * more than the HPA's maxReplicas ({k8s['max_replicas']}): raise it first")
     print()
 
 

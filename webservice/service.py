@@ -99,7 +99,8 @@ class Service:
         return self.classifier.contributions(rows).round(6)
 
     def predictions(self, rows: np.ndarray, *, explain: bool = False) -> list[dict[str, Any]]:
-        """One answer per validated row (NaN = not measured), from one engine call."""
+        """One answer per validated row (NaN = not measured), from one engine call: JSON-ready
+        dicts, `imputed` a tuple of the names of the scores not measured (a JSON array)."""
         malignant, flags = self.scores(rows)
         threshold, version = self.threshold, self.model_version
         answers: list[dict[str, Any]] = [
@@ -107,21 +108,24 @@ class Service:
                 "prediction": "malignant" if flag else "benign",
                 "probabilities": {"benign": benign, "malignant": p},
                 "threshold": threshold,
-                "imputed": [],
+                "imputed": NONE_IMPUTED,
                 "model_version": version,
             }
             for flag, benign, p in zip(flags, complements6(malignant), malignant, strict=True)
         ]
         for index, absent in not_measured(rows):
-            answers[index]["imputed"] = [
+            answers[index]["imputed"] = tuple(
                 name for name, missing in zip(FEATURES, absent, strict=True) if missing
-            ]
+            )
         if explain:
             contributions = self.contributions(rows).tolist()
             for answer, deltas in zip(answers, contributions, strict=True):
                 answer["contributions"] = dict(zip(FEATURES, deltas, strict=True))
         return answers
 
+
+# Shared by every answer without imputed scores: one object instead of one list per answer.
+NONE_IMPUTED: tuple[str, ...] = ()
 
 # Up to this many rows, plain Python beats numpy's fixed cost per call (several microseconds for
 # `round` alone): a single prediction takes the Python branches below, a batch the numpy ones.
