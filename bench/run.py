@@ -438,7 +438,8 @@ def report(r: dict[str, Any]) -> None:
     )
     rates = "  ".join(f"{rate:>11,}/s" for rate in SIZING_RATES)
     print(
-        f"  {'predictions as':<16} {'CPU each':>9}  {'pod at limit':>13}  {'at HPA target':>13}  {rates}"
+        f"  {'predictions as':<16} {'CPU each':>9}  {'pod at limit':>13}  "
+        f"{'at HPA target':>13}  {rates}"
     )
     for shape, figures in shapes.items():
         pods = "  ".join(
@@ -448,8 +449,8 @@ def report(r: dict[str, Any]) -> None:
         )
         print(
             f"  {shape:<16} {figures['cpu_us_per_prediction']:>6.1f} us  "
-            f"{figures['per_pod_at_limit']:>9,.0f} /s  {figures['per_pod_at_hpa_target']:>9,.0f} /s  "
-            f"{pods}"
+            f"{figures['per_pod_at_limit']:>9,.0f} /s  "
+            f"{figures['per_pod_at_hpa_target']:>9,.0f} /s  {pods}"
         )
     print(f"  * more than the HPA's maxReplicas ({k8s['max_replicas']}): raise it first")
     print()
