@@ -101,6 +101,10 @@ class Classifier:
         """True where a malignant probability reaches the threshold."""
         return np.asarray(probabilities >= self.threshold)
 
+    def label(self, probability: float) -> bool:
+        """`labels` for one probability (without numpy's cost per call)."""
+        return probability >= self.threshold
+
     def predict_proba(self, tumor: Tumor) -> dict[Prediction, float]:
         """The probability of each class for one tumor."""
         malignant = float(self.malignant_probabilities(np.array([tumor.to_row()]))[0])

@@ -88,10 +88,15 @@ class Service:
         (NaN = not measured), from one engine call, counted in the metrics."""
         assert self.classifier is not None, "callers check `loaded` first"
         malignant = self.classifier.malignant_probabilities(rows)
-        flags = self.classifier.labels(malignant)
-        metrics.record_predictions(rows, malignant, flags)
+        if len(malignant) <= _FEW:
+            flags: list[bool] = list(map(self.classifier.label, malignant.tolist()))
+            metrics.record_predictions(rows, malignant, flags)
+        else:
+            labels = self.classifier.labels(malignant)
+            metrics.record_predictions(rows, malignant, labels)
+            flags = labels.tolist()
         # Rounded to 6 decimals: float32 inference carries no more, and answers stay readable.
-        return round6(malignant), flags.tolist()
+        return round6(malignant), flags
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
         """Each row's per-feature contributions to its malignant probability (rounded), (n, 9)."""
