@@ -32,9 +32,14 @@ registry ?=
 base_image ?= python:3.11-slim-bookworm
 # Extra `docker build` flags, e.g. DOCKER_BUILD_FLAGS="--network host" (the image test sets it).
 DOCKER_BUILD_FLAGS ?=
-# Linters and validators for the image and manifests, kept out of the app's environment.
+# The package index `make publish-model` uploads to (its upload URL), with twine from its own venv.
+index ?=
+TWINE := build/twine-venv/bin/twine
+TWINE_PIN := twine==7.0.0
+WHEEL_DIR := build/wheel
 # Where `make image` puts the artifacts of model=DIR for the build (empty: the build trains).
 MODEL_STAGE := build/image-model
+# Linters and validators for the image and manifests, kept out of the app's environment.
 TOOLS := .tools/.installed
 TOOLS_BIN := .tools/bin
 TRIVY_SKIP := --skip-dirs .venv --skip-dirs .tools --skip-dirs build --skip-dirs dist --skip-dirs .git
@@ -62,7 +67,8 @@ $(SERVING): Pipfile.lock pyproject.toml
 	flask, flask-restx, gunicorn, orjson, prometheus-client (about 15 s)"
 	@$(PIPENV) sync --categories packages
 	@echo "==> Installing this project (oncology_model, webservice) into $(VENV), editable"
-	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --editable .
+	@PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --disable-pip-version-check --no-deps \
+		--no-build-isolation --editable .
 	@touch $@
 
 $(INSTALLED): $(SERVING)
@@ -100,7 +106,7 @@ bench: $(INSTALLED) ## Benchmark against the HTTP floor (BENCH_ARGS=--mlserver a
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 .PHONY: interop
-interop: $(MODEL) ## tritonclient and the kserve SDK (own venv, build/interop) against the live server, V2
+interop: $(INSTALLED) ## tritonclient and the kserve SDK (own venv, build/interop) against the live server, V2
 	$(PY) -m ops.interop
 
 .PHONY: reliability
@@ -150,6 +156,17 @@ model-version: ## Print the model version of $(model_dir) and the image tag it g
 	or unreadable (make train, or model=DIR, or image_version=TAG)"; exit 2; }
 	@echo "model $(model_version) in $(model_dir): image tag $(image_version)"
 
+$(TWINE):
+	$(PYTHON) -m venv build/twine-venv
+	build/twine-venv/bin/pip install --quiet $(TWINE_PIN)
+
+.PHONY: publish-model
+publish-model: model-version $(INSTALLED) $(TWINE) ## Upload the wheel of $(model_dir) (version: the model version) to index=URL, login from TWINE_USERNAME/TWINE_PASSWORD
+	@test -n "$(index)" || { echo "set index=URL (the index's upload URL)"; exit 2; }
+	$(PY) -m oncology_model.release --artifacts $(model_dir) --wheel-dir $(WHEEL_DIR)
+	$(TWINE) upload --verbose --non-interactive --disable-progress-bar --repository-url $(index) \
+		$(WHEEL_DIR)/oncology_model-$(model_version)-py3-none-any.whl
+
 .PHONY: image
 image: model-version ## Build $(tag):$(image_version) and $(training_tag):$(image_version) (model=DIR: around DIR's model)
 	rm -rf $(MODEL_STAGE) && mkdir -p $(MODEL_STAGE)
@@ -172,6 +189,31 @@ deploy: ## Roll the Deployment(s) labelled app/team out to $(tag):$(image_versio
 	kubectl set image deployments -l app=oncology-webservice,team=$(team_label) oncology-webservice=$(tag):$(image_version)
 	kubectl rollout status deployments -l app=oncology-webservice,team=$(team_label) --timeout=5m
 
+# Canary and rollback: the Deployments labelled app/team, and track: stable or canary (k8s/).
+ROLLOUT := app=oncology-webservice,team=$(team_label)
+# The service container's image in a Deployment, as kubectl's jsonpath reads it.
+SERVICE_IMAGE := {.spec.template.spec.containers[?(@.name=="oncology-webservice")].image}
+# What `make rollback` undoes: the canary, or after a promote `track=stable,canary`.
+track ?= canary
+
+.PHONY: canary
+canary: model-version ## Roll the canary Deployment (one pod) out to $(tag):$(image_version), then wait
+	kubectl set image deployments -l $(ROLLOUT),track=canary oncology-webservice=$(tag):$(image_version)
+	kubectl rollout status deployments -l $(ROLLOUT),track=canary --timeout=5m
+
+.PHONY: promote
+promote: ## Roll the stable Deployment out to the image the canary runs, then wait
+	image=$$(kubectl get deployments -l $(ROLLOUT),track=canary \
+		-o jsonpath='{range .items[*]}$(SERVICE_IMAGE){" "}{end}') && \
+	set -- $$image && test $$# = 1 || { echo "want one canary Deployment, found: $$image"; exit 2; } && \
+	kubectl set image deployments -l $(ROLLOUT),track=stable oncology-webservice=$$1
+	kubectl rollout status deployments -l $(ROLLOUT),track=stable --timeout=5m
+
+.PHONY: rollback
+rollback: ## Undo the canary's last rollout (kubectl rollout undo; after a promote: track=stable,canary)
+	kubectl rollout undo deployments -l '$(ROLLOUT),track in ($(track))'
+	kubectl rollout status deployments -l '$(ROLLOUT),track in ($(track))' --timeout=5m
+
 .PHONY: train-job
 train-job: ## Run the training Job in the cluster with $(training_tag):$(image_version)
 	kubectl apply -f k8s/training/output-volume.yaml -f k8s/training/data-volume.yaml \
@@ -180,14 +222,21 @@ train-job: ## Run the training Job in the cluster with $(training_tag):$(image_v
 		| kubectl create -f -
 
 .PHONY: batch-job
-batch-job: ## Score the input volume's cases.csv into the output volume, with $(training_tag):$(version)
+batch-job: ## Score the input volume's cases.csv into the output volume, with $(training_tag):$(image_version)
 	kubectl apply -f k8s/batch/volumes.yaml -f k8s/batch/network-policy.yaml
-	kubectl set image --local -f k8s/batch/job.yaml scoring=$(training_tag):$(version) -o yaml \
+	kubectl set image --local -f k8s/batch/job.yaml scoring=$(training_tag):$(image_version) -o yaml \
 		| kubectl create -f -
 
 .PHONY: image-test
-image-test: ## Build the images for real, run read-only, push to and pull from a loopback registry
-	$(PYTHON) ops/image_test.py --image $(tag) --training-image $(training_tag)
+image-test: $(INSTALLED) ## Build the images; ship a new model through the Job, the gate, a loopback index and registry
+	$(PY) ops/image_test.py --image $(tag) --training-image $(training_tag)
+
+# k8s-play redeploys to the model `make image-test` trained as the Job and pushed.
+play_next_model ?= build/ship-test/out/artifacts
+
+.PHONY: k8s-play
+k8s-play: $(INSTALLED) ## Play k8s/ with podman: pull from build/registry (after image-test), deploy, redeploy, down, the Job
+	PYTHONPATH=$(CURDIR) $(PY) ops/k8s_play.py --first-model $(model_dir) --next-model $(play_next_model)
 
 $(TOOLS): ops/tools-requirements.txt
 	$(PYTHON) -m venv .tools

@@ -27,6 +27,10 @@ accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 limit_request_line = 8190
+# gunicorn 25.1+ opens a control socket (for `gunicornc`: add workers, reload) under
+# $XDG_RUNTIME_DIR or $HOME, which is read-only in the pod ("[ERROR] Control server error").
+# The worker count and rollouts are Kubernetes' job: no second control path into the container.
+control_socket_disable = True
 
 
 def on_starting(server):

@@ -5,6 +5,14 @@
 <Prediction.BENIGN: 'benign'>
 """
 
+import os
+
+# ONNX Runtime (1.29+) starts a telemetry uploader when it is imported: it would send usage events
+# and persist a device id under $XDG_CACHE_HOME or ~/.cache, warning in every process where that is
+# read-only (as in the pod). Opt out before any module of this package imports it; a value the
+# user set wins.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 from oncology_model.classifier import Classifier
 from oncology_model.datamodel import FEATURES, InvalidTumorError, Prediction, Tumor
 from oncology_model.integrity import ArtifactError

@@ -39,7 +39,8 @@ class Classifier:
         self.metadata: dict[str, Any] = read_metadata(directory)
         _check_engine_version(self.metadata, directory)
         model = verified_bytes(directory, ONNX_FILE, self.metadata)
-        onnxruntime.disable_telemetry_events()  # nothing leaves this process, nothing is persisted
+        # No usage events even where a user set ORT_DISABLE_TELEMETRY=0 (see the package __init__).
+        onnxruntime.disable_telemetry_events()
         options = onnxruntime.SessionOptions()
         # One thread per session: gunicorn runs one sync worker per core, and a thread pool per
         # worker would only fight the other workers for the same cores on tiny inputs.

@@ -37,6 +37,7 @@ def shapley_weights(k: int) -> np.ndarray:
     """
     masks = coalitions(k)
     sizes = masks.sum(axis=1, keepdims=True)
+    # w(k) is never selected (no coalition of all k features lacks i); it keeps -w[sizes] in range.
     w = np.array([factorial(s) * factorial(k - s - 1) / factorial(k) for s in range(k)] + [0.0])
     weights: np.ndarray = np.where(masks, w[np.maximum(sizes - 1, 0)], -w[sizes])
     weights.flags.writeable = False  # cached: shared by every call

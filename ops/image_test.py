@@ -1,10 +1,23 @@
-"""`make image-test`: build the real image and check it as an operator would run it.
+"""`make image-test`: build the real images, and ship a new model the whole way, for real.
 
 Starts a Docker engine of its own when none answers (Debian's docker.io, own data and exec roots,
-no bridge, no iptables), builds a stand-in base image when the official one cannot be pulled,
-builds with `--network host`, runs the container read-only as its non-root user, and checks
-readiness time, a prediction, the HEALTHCHECK status and the image size. Everything it starts is
-stopped by PID or container id, also on failure.
+no bridge, no iptables), builds a stand-in base image when the official one cannot be pulled, and
+drives the Makefile's own targets (`make image`, `publish-model`, `publish`, `deploy -n`):
+
+1. `make image`: the default build (trains the bundled data); the container runs read-only as its
+   non-root user: readiness time, a prediction, the HEALTHCHECK, the size, the model it serves.
+2. New data (the bundled file with every 10th row removed) is trained through the training Job's
+   entry point: the training image, read-only, no network, /data mounted read-only, /out written.
+3. The release gate accepts that candidate; a degraded one (20 % of the labels flipped) is refused.
+4. `make publish-model` uploads the candidate's wheel to pypiserver on loopback (a second upload of
+   the same version is refused); a fresh venv outside the tree installs it from there and runs the
+   seed's system test.
+5. `make image model=DIR` builds around the candidate (a tampered copy fails, naming the file);
+   `make publish` pushes both images to Debian's docker-registry on loopback (storage:
+   build/registry, kept for the podman play); the local tags are deleted; the image is pulled back
+   by the tag `make deploy` would set, run read-only, and must serve the candidate's version.
+
+Everything it starts is stopped by PID or container id, also on failure.
 """
 
 from __future__ import annotations
@@ -17,10 +30,17 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import venv
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
+from loopback import free_port
+from package_index import package_index
+from registry import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL_BASE = "python:3.11-slim-bookworm"
@@ -30,6 +50,11 @@ RUN_DIR = Path("/run/oncology-image-test")
 MAX_IMAGE_MB = 300
 MAX_READY_SECONDS = 3.0
 UID = "10001"
+WORK = ROOT / "build" / "ship-test"
+REGISTRY_STORAGE = ROOT / "build" / "registry"
+NAMESPACE = "oncology"
+VENV_BIN = ROOT / ".venv" / "bin"
+BUNDLED_ARTIFACTS = ROOT / "oncology_model" / "artifacts"
 
 
 def say(message: str) -> None:
@@ -109,23 +134,39 @@ def base_image() -> str:
     return STANDIN_BASE
 
 
-def build(image: str, version: str, base: str, target: str | None = None) -> None:
-    args = ["build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}"]
-    args += ["--build-arg", f"VERSION={version}", "--tag", image]
-    if target:
-        args += ["--target", target]
-    say(f"building {image} ({target or 'runtime'}) from {base}")
-    started = time.monotonic()
+def make(*args: str, check: bool = True, env: Mapping[str, str] | None = None) -> str:
+    """Run one of the Makefile's targets as a user would (not as a sub-make of this one)."""
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+    }
     result = subprocess.run(
-        ["docker", *args, str(ROOT)],
-        env={**os.environ, "DOCKER_BUILDKIT": os.environ.get("DOCKER_BUILDKIT", "0")},
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
+        ["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,
+        env={**environment, **(env or {})},
+    )  # fmt: skip
+    if check and result.returncode != 0:
         print(result.stdout[-6000:], result.stderr[-3000:], sep="\n", file=sys.stderr)
-        raise RuntimeError(f"docker build of {image} failed")
-    say(f"built {image} in {time.monotonic() - started:.0f} s")
+        raise RuntimeError(f"make {' '.join(args)} failed")
+    return result.stdout + result.stderr
+
+
+def make_image(base: str, model: Path | None = None) -> None:
+    """`make image [model=DIR]` with this engine's settings (host network, classic builder)."""
+    started = time.monotonic()
+    say(f"make image {f'model={model}' if model else '(trains the bundled data)'}")
+    make("image", f"base_image={base}", *([f"model={model}"] if model else []),
+         "DOCKER_BUILD_FLAGS=--network host", env=BUILD_ENV)  # fmt: skip
+    say(f"built in {time.monotonic() - started:.0f} s")
+
+
+BUILD_ENV = {"DOCKER_BUILDKIT": os.environ.get("DOCKER_BUILDKIT", "0")}
+
+
+def model_version(artifacts: Path) -> str:
+    return str(json.loads((artifacts / "metadata.json").read_text())["model_version"])
+
+
+def image_tag(version: str) -> str:
+    return version.replace("+", "-")
 
 
 def get_or_post(
@@ -144,7 +185,9 @@ def get_or_post(
         connection.close()
 
 
-def check_image(image: str, port: int) -> dict[str, object]:
+def check_image(image: str, version: str) -> dict[str, object]:
+    """Run `image` read-only as its non-root user; it must serve model `version`."""
+    port = free_port()
     figures: dict[str, object] = {}
     inspect = json.loads(docker("image", "inspect", image).stdout)[0]
     size_mb = inspect["Size"] / 1e6
@@ -154,7 +197,8 @@ def check_image(image: str, port: int) -> dict[str, object]:
     assert config["User"].split(":")[0] == UID, f"image runs as {config['User']!r}, not {UID}"
     assert config["Healthcheck"]["Test"], "no HEALTHCHECK"
     assert config["Entrypoint"][0] == "gunicorn", config["Entrypoint"]
-    assert config["Labels"]["org.opencontainers.image.version"], "no OCI version label"
+    label = config["Labels"]["org.opencontainers.image.version"]
+    assert label == version, f"OCI version label {label!r}, not the model {version}"
 
     started = time.monotonic()
     container = docker(
@@ -187,6 +231,10 @@ def check_image(image: str, port: int) -> dict[str, object]:
         assert status == 200 and answer["prediction"] == "benign", (status, body)
         status, body = get_or_post(port, "/v1/predictions", {**seed, "mitoses": 11})
         assert status == 422 and b"mitoses" in body, (status, body)
+        served = json.loads(get_or_post(port, "/readyz")[1])["model_version"]
+        card = json.loads(get_or_post(port, "/v1/model")[1])["version"]
+        assert served == card == answer["model_version"] == version, (served, card, version)
+        figures["serves"] = served
 
         whoami = docker("exec", container, "python", "-c", "import os; print(os.getuid())")
         assert whoami.stdout.strip() == UID, whoami.stdout
@@ -206,18 +254,42 @@ def check_image(image: str, port: int) -> dict[str, object]:
     return figures
 
 
-def check_training_image(image: str) -> dict[str, object]:
-    """Run the training Job's command as Kubernetes would: read-only, non-root, /out mounted."""
+def train_as_the_job(image: str, data: Path, out: Path) -> Path:
+    """Run the training image as the Job does (read-only, non-root, no network, /data read-only,
+    /out the output volume); return the artifacts folder after checking the wheel carries them."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    os.chown(out, int(UID), int(UID))
     started = time.monotonic()
     result = docker(
         "run", "--rm", "--read-only", "--network", "none", "--user", f"{UID}:{UID}",
-        "--cap-drop", "ALL", "--tmpfs", "/tmp", "--tmpfs", f"/out:uid={UID}",  # nosec B108: in the container
-        image, "--out", "/out/artifacts", "--report", "/out/report",
+        "--cap-drop", "ALL", "--tmpfs", "/tmp",  # nosec B108: in the container
+        "--volume", f"{data}:/data:ro", "--volume", f"{out}:/out",
+        image,
         check=False,
     )  # fmt: skip
-    assert result.returncode == 0, f"training image failed:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, f"training Job failed:\n{result.stdout}\n{result.stderr}"
     assert "chosen:" in result.stdout, result.stdout
-    return {"training_run_s": round(time.monotonic() - started, 1)}
+    say(f"trained as the Job in {time.monotonic() - started:.0f} s")
+    artifacts = out / "artifacts"
+    version = model_version(artifacts)
+    wheel = out / "dist" / f"oncology_model-{version}-py3-none-any.whl"
+    listing = subprocess.run(
+        [sys.executable, "-c", WHEEL_CHECK, str(wheel), str(artifacts)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert listing.returncode == 0, listing.stderr
+    assert (out / "report" / "report.json").is_file(), "no report on the output volume"
+    return artifacts
+
+
+# The wheel the Job wrote carries exactly the artifacts it wrote.
+WHEEL_CHECK = """
+import sys, zipfile, pathlib
+wheel, artifacts = zipfile.ZipFile(sys.argv[1]), pathlib.Path(sys.argv[2])
+for name in ("model.onnx", "model.joblib", "metadata.json"):
+    assert wheel.read("oncology_model/artifacts/" + name) == (artifacts / name).read_bytes(), name
+"""
 
 
 def logs(container: str) -> str:
@@ -225,21 +297,170 @@ def logs(container: str) -> str:
     return result.stdout + result.stderr
 
 
+def modified_data(folder: Path) -> Path:
+    """New data for the Job: the bundled file with every 10th row removed."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    rows = (ROOT / "oncology_model" / "data" / "breast-cancer-wisconsin.data").read_text()
+    kept = [row for number, row in enumerate(rows.splitlines()) if number % 10 != 9]
+    (folder / "new.data").write_text("\n".join(kept) + "\n")
+    return folder
+
+
+def degraded_candidate(work: Path) -> Path:
+    """A candidate trained on the bundled rows with 20 % of the labels flipped (seeded)."""
+    rows = (ROOT / "oncology_model" / "data" / "breast-cancer-wisconsin.data").read_text()
+    lines = rows.splitlines()
+    flipped = set(np.random.default_rng(20).choice(len(lines), len(lines) // 5, replace=False))
+    for number in flipped:
+        cells = lines[number].split(",")
+        cells[-1] = "2" if cells[-1].strip() == "4" else "4"
+        lines[number] = ",".join(cells)
+    data = work / "degraded.data"
+    data.write_text("\n".join(lines) + "\n")
+    out = work / "degraded"
+    subprocess.run(
+        [str(VENV_BIN / "oncology-train"), "--data", str(data), "--out", str(out), "--no-report"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return out
+
+
+def gate(candidate: Path, json_path: Path) -> tuple[int, str]:
+    result = subprocess.run(
+        [str(VENV_BIN / "oncology-compare"), "--candidate", str(candidate), "--json",
+         str(json_path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return result.returncode, result.stdout + result.stderr
+
+
+def publish_wheel(artifacts: Path, version: str, work: Path) -> dict[str, object]:
+    """`make publish-model` to a loopback pypiserver; install from it outside the tree; test."""
+    with package_index(work / "index") as index:
+        login = {"TWINE_USERNAME": index.username, "TWINE_PASSWORD": index.password}
+        output = make("publish-model", f"index={index.upload_url}", f"model={artifacts}", env=login)
+        assert index.password not in output, "the password reached the log"
+        again = make("publish-model", f"index={index.upload_url}", f"model={artifacts}",
+                     env=login, check=False)  # fmt: skip
+        # pypiserver answers twine 400 (PyPI's code for it), the reason in the body it shows.
+        assert "already exists" in " ".join(again.split()), "a second upload passed:\n" + again
+        stranger = make("publish-model", f"index={index.upload_url}", f"model={artifacts}",
+                        env={**login, "TWINE_PASSWORD": "wrong"}, check=False)  # fmt: skip
+        assert "403 Forbidden" in stranger, "an upload without the password:\n" + stranger
+        say("make publish-model: uploaded; the same version again: refused (already exists); "
+            "a wrong password: 403")  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="oncology-from-index-") as scratch:
+            env_dir = Path(scratch) / "venv"
+            venv.create(env_dir, with_pip=True)
+            pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+            # The dependencies from the usual index; the package only from the loopback one.
+            subprocess.run([*pip, "numpy", "onnxruntime"], check=True, capture_output=True)
+            subprocess.run(
+                [*pip, "--index-url", index.simple_url, f"oncology-model=={version}"],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            check = seed_system_test() + (
+                f"assert Classifier().model_version == {version!r}, Classifier().model_version\n"
+            )
+            result = subprocess.run(
+                [str(env_dir / "bin" / "python"), "-c", check],
+                cwd=scratch, capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            assert result.stdout.strip() == "ok", result.stdout + result.stderr
+    say(f"oncology-model=={version} installed from the index: the seed's system test passed")
+    return {"index": "uploaded, installed, system test ok"}
+
+
+def seed_system_test() -> str:
+    """The seed's system test (tests/test_wheel.py), one source for both."""
+    sys.path.insert(0, str(ROOT))
+    from tests.test_wheel import SYSTEM_TEST
+
+    return SYSTEM_TEST
+
+
+def tampered_build_fails(artifacts: Path, base: str, work: Path) -> None:
+    tampered = work / "tampered"
+    shutil.rmtree(tampered, ignore_errors=True)
+    shutil.copytree(artifacts, tampered)
+    with (tampered / "model.joblib").open("ab") as file:
+        file.write(b"\0")
+    output = make("image", f"base_image={base}", f"model={tampered}",
+                  "DOCKER_BUILD_FLAGS=--network host", env=BUILD_ENV, check=False)  # fmt: skip
+    assert "/model/model.joblib fails verification" in output, output[-3000:]
+    say("make image model=<tampered copy>: the build failed naming /model/model.joblib")
+
+
+def ship_to_registry(artifacts: Path, version: str, images: tuple[str, str]) -> dict[str, object]:
+    """`make publish` to a loopback registry, drop local tags, pull by `make deploy`'s tag, run."""
+    shutil.rmtree(REGISTRY_STORAGE, ignore_errors=True)
+    figures: dict[str, object] = {}
+    with registry(REGISTRY_STORAGE) as address:
+        prefix = f"{address}/{NAMESPACE}"
+        output = make("publish", f"registry={prefix}", f"model={artifacts}")
+        pushed = [line for line in output.splitlines() if "digest: sha256:" in line]
+        assert len(pushed) == 2, output
+        for name, line in zip(images, pushed, strict=True):
+            say(f"pushed {prefix}/{name}: {line.strip()}")
+        # The bundled model's images too (built first, above): `make k8s-play` deploys that model
+        # from this registry, then redeploys to the candidate.
+        bundled = make("publish", f"registry={prefix}")
+        assert bundled.count("digest: sha256:") == 2, bundled
+        say(f"pushed the bundled model's images to {prefix} too (for make k8s-play)")
+        for name in images:
+            for reference in (
+                f"{name}:{image_tag(version)}",
+                f"{prefix}/{name}:{image_tag(version)}",
+            ):
+                docker("rmi", reference)
+        deploy = make("-n", "deploy", f"tag={prefix}/{images[0]}", f"model={artifacts}")
+        target = deploy.split("oncology-webservice=", 1)[1].split()[0]
+        assert target == f"{prefix}/{images[0]}:{image_tag(version)}", target
+        pulled = docker("pull", target).stdout
+        assert "Downloaded newer image" in pulled, pulled
+        digest = docker("image", "inspect", "--format", "{{index .RepoDigests 0}}", target)
+        say(f"pulled {target} back: {digest.stdout.strip()}")
+        figures["pulled_digest"] = digest.stdout.strip().split("@")[1]
+        figures.update({f"pulled_{k}": v for k, v in check_image(target, version).items()})
+    say(f"registry storage kept in {REGISTRY_STORAGE.relative_to(ROOT)} (serve it again with "
+        "python ops/registry.py build/registry)")  # fmt: skip
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--image", required=True, help="name:tag to build")
-    parser.add_argument("--training-image", help="also build the training stage as this name:tag")
-    parser.add_argument("--version", required=True)
-    parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument("--image", default="oncology-webservice", help="the runtime image's name")
+    parser.add_argument(
+        "--training-image", default="oncology-webservice-training", help="the training image's"
+    )
     args = parser.parse_args()
+    images = (args.image, args.training_image)
+    WORK.mkdir(parents=True, exist_ok=True)
+    bundled = model_version(BUNDLED_ARTIFACTS)
     with docker_engine():
         base = base_image()
-        build(args.image, args.version, base)
-        if args.training_image:
-            build(args.training_image, args.version, base, target="training")
-        figures = check_image(args.image, args.port)
-        if args.training_image:
-            figures.update(check_training_image(args.training_image))
+        make_image(base)
+        figures = check_image(f"{args.image}:{image_tag(bundled)}", bundled)
+
+        candidate = train_as_the_job(
+            f"{args.training_image}:{image_tag(bundled)}", modified_data(WORK / "data"),
+            WORK / "out",
+        )  # fmt: skip
+        version = model_version(candidate)
+        assert version != bundled, "new data, same model version"
+        status, output = gate(candidate, WORK / "gate-candidate.json")
+        print(output, flush=True)
+        assert status == 0, f"the gate refused the candidate (exit {status})"
+        status, output = gate(degraded_candidate(WORK), WORK / "gate-degraded.json")
+        print(output, flush=True)
+        assert status == 1 and "REFUSED" in output, f"the degraded candidate: exit {status}"
+        say("gate: candidate accepted, degraded candidate refused")
+
+        figures.update(publish_wheel(candidate, version, WORK))
+        make_image(base, candidate)
+        tampered_build_fails(candidate, base, WORK)
+        figures.update(ship_to_registry(candidate, version, images))
     say("passed: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
     return 0
 

@@ -12,16 +12,15 @@ by its PID, also on failure. `python ops/registry.py STORAGE` serves until inter
 from __future__ import annotations
 
 import argparse
-import http.client
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from loopback import free_port, serving
 
 BINARY = "docker-registry"
 CONFIG = """\
@@ -38,24 +37,6 @@ http:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def answers(port: int) -> bool:
-    """True once the registry's API root answers 200 (distribution's version check)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", "/v2/")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
-
-
 @contextmanager
 def registry(storage: Path, *, timeout: float = 30.0) -> Iterator[str]:
     """Run a registry storing in `storage` (created if missing); yield its "127.0.0.1:PORT"."""
@@ -68,28 +49,11 @@ def registry(storage: Path, *, timeout: float = 30.0) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="registry-") as scratch:
         config = Path(scratch) / "config.yml"
         config.write_text(CONFIG.format(storage=storage, port=port), encoding="utf-8")
-        log_path = Path(scratch) / "registry.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
-            )
-        try:
-            deadline = time.monotonic() + timeout
-            while not answers(port):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"{BINARY} did not answer on 127.0.0.1:{port}:\n"
-                        + log_path.read_text(errors="replace")[-2000:]
-                    )
-                time.sleep(0.1)
+        # The API root answers 200 once the registry serves (distribution's version check).
+        command = [binary, "serve", str(config)]
+        log = Path(scratch) / "registry.log"
+        with serving(command, port=port, ready_path="/v2/", log=log, timeout=timeout):
             yield f"127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def main() -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def access_records(log: str) -> list[dict[str, Any]]:
+    """The service's JSON access-log records in a server log, one per answered request."""
+    return [
+        json.loads(line)
+        for line in log.splitlines()
+        if line.startswith('{"ts"') and '"event":"request"' in line
+    ]
 
 
 def free_port() -> int:
@@ -46,11 +56,7 @@ class LiveServer:
 
     def access_log(self) -> list[dict[str, Any]]:
         """The service's JSON access-log records so far, one per answered request."""
-        return [
-            json.loads(line)
-            for line in self.log.read_text(errors="replace").splitlines()
-            if line.startswith('{"ts"') and '"event":"request"' in line
-        ]
+        return access_records(self.log.read_text(errors="replace"))
 
     def wait_ready(self, timeout: float = 30) -> float:
         """Seconds until the ready path answered 200; fails if the server exits or times out."""
@@ -75,6 +81,19 @@ class LiveServer:
                 self.process.kill()
                 self.process.wait()
         return int(self.process.returncode)
+
+
+# What an operator must never see from a healthy start: a gunicorn, app (JSON) or ONNX Runtime line
+# at warning level or above, a Python warning or traceback.
+ALARMING_LINE = re.compile(
+    r'\[(ERROR|WARNING|CRITICAL)\]|"level": ?"(error|warning|critical)"|\[[WEF]:onnxruntime'
+    r"|Warning: |Traceback \(most recent call last\)"
+)
+
+
+def log_problems(text: str) -> list[str]:
+    """Lines of a server log an operator would take for trouble, and lines with ANSI codes."""
+    return [line for line in text.splitlines() if ALARMING_LINE.search(line) or "\x1b" in line]
 
 
 SERVICE_APP = "webservice:create_app()"

@@ -132,6 +132,7 @@ class Recorder:
     threads: int = 16
     seconds: float = 10.0
     max_requests: int = 200_000
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request (a token)
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -163,7 +164,11 @@ class Recorder:
             status, error = None, ""
             connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
             try:
-                headers = {"Content-Type": "application/json", "X-Request-ID": request_id}
+                headers = {
+                    **self.headers,
+                    "Content-Type": "application/json",
+                    "X-Request-ID": request_id,
+                }
                 connection.request("POST", path, body, headers)
                 response = connection.getresponse()
                 response.read()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 import yaml
 from flask import Flask
 
+from oncology_model.integrity import bundled_artifacts_dir
 from webservice.auth import guard
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,10 +27,25 @@ def kubectl(*args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def rendered() -> dict[str, dict[str, Any]]:
-    """`kubectl kustomize k8s/`, by kind."""
-    documents = list(yaml.safe_load_all(kubectl("kustomize", str(K8S))))
-    return {document["kind"]: document for document in documents}
+def documents() -> list[dict[str, Any]]:
+    """`kubectl kustomize k8s/`."""
+    return list(yaml.safe_load_all(kubectl("kustomize", str(K8S))))
+
+
+@pytest.fixture(scope="module")
+def rendered(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The service stack by kind (the Deployment: the stable one, not the canary)."""
+    return {d["kind"]: d for d in documents if d["metadata"]["name"] == "oncology-webservice"}
+
+
+def deployments(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels only, as in k8s/) matches these labels."""
+    assert set(selector) == {"matchLabels"}, f"only matchLabels is checked here: {selector}"
+    return bool(selector["matchLabels"].items() <= labels.items())
 
 
 def test_kustomization_builds_the_service_stack(rendered: dict[str, dict[str, Any]]) -> None:
@@ -39,6 +56,61 @@ def test_kustomization_builds_the_service_stack(rendered: dict[str, dict[str, An
         "PodDisruptionBudget",
         "NetworkPolicy",
     }
+
+
+def test_canary_is_the_stable_pod_once_behind_the_same_service(
+    documents: list[dict[str, Any]], rendered: dict[str, dict[str, Any]]
+) -> None:
+    by_name = deployments(documents)
+    assert set(by_name) == {"oncology-webservice", "oncology-webservice-canary"}
+    stable, canary = by_name["oncology-webservice"], by_name["oncology-webservice-canary"]
+    assert canary["spec"]["replicas"] == 1 and stable["spec"]["replicas"] > 1
+    for deployment, track in ((stable, "stable"), (canary, "canary")):
+        assert deployment["metadata"]["labels"]["track"] == track
+        assert deployment["spec"]["template"]["metadata"]["labels"]["track"] == track
+    # The canary drifts from the stable pod only in its track label (and, in a canary, its image).
+    assert canary["spec"]["template"]["spec"] == stable["spec"]["template"]["spec"]
+    assert {**canary["spec"]["template"]["metadata"]["labels"], "track": "stable"} == (
+        stable["spec"]["template"]["metadata"]["labels"]
+    )
+    for deployment in (stable, canary):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert rendered["Service"]["spec"]["selector"].items() <= labels.items()
+        assert rendered["NetworkPolicy"]["spec"]["podSelector"]["matchLabels"].items() <= (
+            labels.items()
+        )
+
+
+def test_no_deployment_selects_another_deployments_pods(documents: list[dict[str, Any]]) -> None:
+    by_name = deployments(documents)
+    for name, deployment in by_name.items():
+        own = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selects(deployment["spec"]["selector"], own), name
+        for other_name, other in by_name.items():
+            if other_name != name:
+                theirs = other["spec"]["template"]["metadata"]["labels"]
+                assert not selects(deployment["spec"]["selector"], theirs), (name, other_name)
+
+
+def test_selector_check_catches_overlapping_deployments() -> None:
+    pod = {"app": "oncology-webservice", "team": "oncology", "track": "canary"}
+    assert selects({"matchLabels": {"app": "oncology-webservice"}}, pod)
+    assert not selects({"matchLabels": {"app": "oncology-webservice", "track": "stable"}}, pod)
+
+
+def test_first_install_pulls_the_bundled_model_from_a_registry(
+    documents: list[dict[str, Any]],
+) -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    (image,) = kustomization["images"]
+    assert "/" in image["newName"] and image["newName"].endswith("/oncology-webservice")
+    version = json.loads((bundled_artifacts_dir() / "metadata.json").read_text())["model_version"]
+    assert image["newTag"] == version.replace("+", "-"), (
+        "k8s/kustomization.yaml's newTag must be the bundled model's image tag"
+    )
+    for name, deployment in deployments(documents).items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == f"{image['newName']}:{image['newTag']}", name
 
 
 def test_deployment_and_pods_carry_app_and_team_labels(rendered: dict[str, dict[str, Any]]) -> None:
@@ -234,7 +306,7 @@ def test_batch_job_reads_one_volume_and_writes_another() -> None:
 
 
 def test_make_batch_job_creates_a_job_with_the_training_image() -> None:
-    output = make_dry_run("batch-job", "training_tag=reg/onc-training", "version=2.0.1")
+    output = make_dry_run("batch-job", "training_tag=reg/onc-training", "image_version=2.0.1")
     assert "k8s/batch/volumes.yaml" in output and "kubectl create -f -" in output
     assert "scoring=reg/onc-training:2.0.1" in output
     rendered = kubectl(
@@ -244,6 +316,78 @@ def test_make_batch_job_creates_a_job_with_the_training_image() -> None:
     assert yaml.safe_load(rendered)["spec"]["template"]["spec"]["containers"][0]["image"] == (
         "reg/onc-training:2.0.1"
     )
+
+
+def label_selector(text: str) -> dict[str, set[str]]:
+    """A kubectl -l value of `k=v` and `k in (a,b)` terms, as the allowed values per key."""
+    terms = re.findall(r"([\w./-]+)\s*(?:=\s*([\w.-]+)|\s+in\s+\(([^)]*)\))", text)
+    assert ",".join(f"{k}={v}" if v else f"{k} in ({s})" for k, v, s in terms) == text, text
+    return {k: {v} if v else {x.strip() for x in s.split(",")} for k, v, s in terms}
+
+
+def selected_deployments(command: str, documents: list[dict[str, Any]]) -> set[str]:
+    """The rendered Deployments a `kubectl ... deployments -l SELECTOR` line acts on."""
+    match = re.search(r"deployments -l (?:'([^']*)'|(\S+))", command)
+    assert match, command
+    selector = label_selector(match.group(1) or match.group(2))
+    return {
+        name
+        for name, deployment in deployments(documents).items()
+        if all(deployment["metadata"]["labels"].get(k) in v for k, v in selector.items())
+    }
+
+
+CANARY, STABLE = "oncology-webservice-canary", "oncology-webservice"
+
+
+def test_make_canary_rolls_out_only_the_canary_to_the_model_tag(
+    documents: list[dict[str, Any]],
+) -> None:
+    output = make_dry_run("canary", "tag=reg/onc", "image_version=2.0.1-0123456789ab")
+    commands = [line for line in output.splitlines() if line.startswith("kubectl")]
+    assert commands[0].endswith(" oncology-webservice=reg/onc:2.0.1-0123456789ab")
+    assert [selected_deployments(c, documents) for c in commands] == [{CANARY}, {CANARY}]
+    assert commands[1].startswith("kubectl rollout status")
+    rendered = kubectl(
+        "set", "image", "--local", "-f", "k8s/canary.yaml",
+        "oncology-webservice=reg/onc:2.0.1-0123456789ab", "-o", "yaml",
+    )  # fmt: skip
+    canary = yaml.safe_load(rendered)
+    assert canary["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "reg/onc:2.0.1-0123456789ab"
+    )
+    assert canary["spec"]["template"]["metadata"]["labels"]["track"] == "canary"
+
+
+def test_make_promote_gives_the_stable_deployment_the_canarys_image(
+    documents: list[dict[str, Any]],
+) -> None:
+    output = make_dry_run("promote")
+    read, rollout = output.split("\n", 1)[0], output.splitlines()[-1]
+    assert selected_deployments(read, documents) == {CANARY}
+    assert "kubectl set image deployments" in output and "oncology-webservice=$1" in output
+    write = output[output.index("kubectl set image") :].splitlines()[0]
+    assert selected_deployments(write, documents) == {STABLE}
+    assert rollout.startswith("kubectl rollout status")
+    assert selected_deployments(rollout, documents) == {STABLE}
+    # The jsonpath promote reads the canary's image with, on a canary set to a model's tag.
+    match = re.search(r"\{range \.items\[\*\]\}(.*)\{\" \"\}\{end\}", read)
+    assert match, read
+    image = kubectl(
+        "set", "image", "--local", "-f", "k8s/canary.yaml", "oncology-webservice=reg/onc:2.0.1-ab",
+        "-o", f"jsonpath={match.group(1)}",
+    )  # fmt: skip
+    assert image == "reg/onc:2.0.1-ab"
+
+
+def test_make_rollback_undoes_the_canary_or_both_after_a_promote(
+    documents: list[dict[str, Any]],
+) -> None:
+    for args, wanted in (((), {CANARY}), (("track=stable,canary",), {CANARY, STABLE})):
+        commands = make_dry_run("rollback", *args).splitlines()
+        assert commands[0].startswith("kubectl rollout undo deployments -l ")
+        assert commands[1].startswith("kubectl rollout status deployments -l ")
+        assert [selected_deployments(c, documents) for c in commands] == [wanted, wanted]
 
 
 def test_network_policy_admits_only_labelled_callers_and_monitoring(

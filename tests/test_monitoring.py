@@ -365,8 +365,15 @@ def test_drift_on_one_feature_is_detected_and_alerted(
     monitored: tuple[LiveServer, Prometheus],
 ) -> None:
     server, prom = monitored
-    with urllib.request.urlopen(server.url + "/metrics", timeout=5) as response:
-        page = response.read().decode()
+
+    def page_once_all_ready() -> str:
+        with urllib.request.urlopen(server.url + "/metrics", timeout=5) as response:
+            page = str(response.read().decode())
+        return page if "oncology_ready 1.0" in page else ""
+
+    # /readyz answered once one worker was ready; on a loaded machine the other may still be
+    # loading its model (oncology_ready is the minimum over the workers, 0 until all are ready).
+    page = eventually(page_once_all_ready, what="every worker ready")
     # Before any prediction, every worker's series are there at zero (all workers combined).
     for feature in FEATURES:
         for value in VALUE_LABELS:
@@ -376,7 +383,6 @@ def test_drift_on_one_feature_is_detected_and_alerted(
         assert f'oncology_predictions_total{{prediction="{prediction}"}} 0.0' in page
     for bound in ("0.01", "0.5", "+Inf"):
         assert f'oncology_malignant_probability_bucket{{le="{bound}"}} 0.0' in page
-    assert "oncology_ready 1.0" in page
 
     with Traffic(server) as traffic:
         # Training-like traffic: every feature's PSI is low once the window holds enough tumors

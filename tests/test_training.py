@@ -7,6 +7,7 @@ import platform
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -47,12 +48,54 @@ def run_training(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def start_training(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "oncology_model.training", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"SOURCE_DATE_EPOCH": MODEL_DATE_EPOCH, "PATH": "/usr/bin:/bin"},
+        cwd=cwd,
+    )
+
+
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trainings(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This module's two trainings, run at the same time (one per core, half the wait): the
+    bundled data as `make train` runs it (in `bundled/`), and a user's own data (in `own/`) as
+    several files, a folder's and one more, trained without --out and with --wheel-dir."""
     root = tmp_path_factory.mktemp("trained")
-    result = run_training("--out", str(root / "artifacts"), "--report", str(root / "report"))
-    assert result.returncode == 0, result.stderr
+    lines = bundled_data_path().read_text().splitlines()
+    own = root / "own"
+    folder = own / "data"
+    folder.mkdir(parents=True)
+    (folder / "a.data").write_text("\n".join(lines[:300]) + "\n")
+    (folder / "b.data").write_text("\n".join(lines[300:600]) + "\n")
+    (folder / ".hidden").write_text("not data\n")
+    (own / "c.data").write_text("\n".join(lines[600:650]) + "\n")
+    (root / "bundled-onnx.sha256").write_text(
+        sha256_of((bundled_artifacts_dir() / ONNX_FILE).read_bytes())
+    )
+    runs = {
+        "bundled": start_training(
+            "--out",
+            str(root / "bundled" / "artifacts"),
+            "--report",
+            str(root / "bundled" / "report"),
+        ),
+        "own": start_training(
+            "--data", "data", "c.data", "--no-report", "--wheel-dir", "dist", cwd=own
+        ),
+    }
+    for name, process in runs.items():
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, f"{name}: {stderr}"
     return root
+
+
+@pytest.fixture(scope="module")
+def trained(trainings: Path) -> Path:
+    return trainings / "bundled"
 
 
 def test_retraining_reproduces_the_committed_artifacts(trained: Path) -> None:
@@ -106,16 +149,36 @@ def test_report_has_figures_with_spread_and_plots(trained: Path) -> None:
         assert (trained / "report" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_training_on_a_users_own_file(tmp_path: Path) -> None:
-    lines = bundled_data_path().read_text().splitlines()[:400]
-    data = tmp_path / "mine.data"
-    data.write_text("\n".join(lines) + "\n")
-    result = run_training("--data", str(data), "--out", str(tmp_path / "a"), "--no-report")
-    assert result.returncode == 0, result.stderr
-    classifier = Classifier(artifacts_dir=tmp_path / "a")
-    assert classifier.metadata["training_data"]["rows"] == 400
-    assert classifier.metadata["training_data"]["file"] == "mine.data"
+def test_training_on_a_users_own_files(trainings: Path) -> None:
+    classifier = Classifier(artifacts_dir=trainings / "own" / "build" / "model")
+    assert classifier.metadata["training_data"]["rows"] == 650
     assert classifier.predict(Tumor(4, 1, 2, 1, 2, 1, 1, 1, 1)) == Prediction.BENIGN
+
+
+def test_training_on_a_folder_and_files_writes_build_model_and_the_wheel(trainings: Path) -> None:
+    """Several files (a folder's, in name order, hidden files skipped) are one training set;
+    without --out the artifacts go to build/model, never into the installed package;
+    --wheel-dir builds the wheel carrying exactly those artifacts, versioned with the model
+    version."""
+    own = trainings / "own"
+    out = own / "build" / "model"
+    metadata = json.loads((out / METADATA_FILE).read_text())
+    assert metadata["training_data"]["rows"] == 650
+    assert metadata["training_data"]["file"] == "a.data, b.data, c.data"
+    bundled_before = (trainings / "bundled-onnx.sha256").read_text()
+    assert sha256_of((bundled_artifacts_dir() / ONNX_FILE).read_bytes()) == bundled_before
+    version = metadata["model_version"]
+    assert version.startswith(metadata["package_version"] + "+")
+    (wheel,) = (own / "dist").glob("*.whl")
+    assert wheel.name == f"oncology_model-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as archive:
+        for name in (ONNX_FILE, JOBLIB_FILE, METADATA_FILE):
+            packed = archive.read(f"oncology_model/artifacts/{name}")
+            assert packed == (out / name).read_bytes(), name
+        assert (
+            f"Version: {version}"
+            in archive.read(f"oncology_model-{version}.dist-info/METADATA").decode()
+        )
 
 
 def test_bad_data_file_exits_non_zero_naming_it(tmp_path: Path) -> None:
@@ -126,6 +189,15 @@ def test_bad_data_file_exits_non_zero_naming_it(tmp_path: Path) -> None:
     assert "broken.data, line 1: expected 11 columns" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "a").exists()
+    # Several files: the bad one is named, whichever position it has.
+    good = tmp_path / "good.data"
+    good.write_text(bundled_data_path().read_text())
+    result = run_training("--data", str(good), str(data), "--out", str(tmp_path / "a"))
+    assert result.returncode == 1
+    assert "broken.data, line 1: expected 11 columns" in result.stderr
+    (tmp_path / "empty").mkdir()
+    result = run_training("--data", str(tmp_path / "empty"), "--out", str(tmp_path / "a"))
+    assert result.returncode == 1 and "empty holds no files" in result.stderr
 
 
 def test_serving_pipeline_is_the_same_model() -> None:

@@ -38,9 +38,12 @@ ERROR_RESPONSES = {
     400: "The body is not valid JSON",
     413: "The body is larger than the configured limit (default 4 MiB)",
     415: "The body is not sent as application/json",
-    422: "Valid JSON that breaks the contract; `errors` names every bad field",
+    422: "Valid JSON that breaks the contract (`invalid-tumor`; `errors` names every bad field), "
+    "or a bad query parameter (`invalid-query-parameter`)",
     500: "The server failed; no internal detail is given",
-    503: "No verified model is loaded (and, for /readyz only, the worker is shutting down)",
+    503: "No verified model: `model-loading` while it loads (retry, see Retry-After) or "
+    "`model-failed` when loading failed (the detail says why; it will not recover); "
+    "for /readyz also `shutting-down`",
 }
 
 

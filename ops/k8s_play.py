@@ -1,0 +1,539 @@
+"""`make k8s-play`: the manifests of k8s/, run for real by podman, pulled from a loopback registry.
+
+No Kubernetes cluster runs here, but Debian's podman plays a Deployment's own pod spec:
+
+1. podman 4.3's setup, written here: runc, catatonit, the ulimits this machine permits, cgroupfs and
+   file events (no systemd), in a containers.conf that CONTAINERS_CONF points podman at.
+2. Debian's docker-registry serves the storage `make image-test` pushed to (build/registry).
+3. `kubectl kustomize k8s/` renders the stable Deployment; a play-only patch: host network on
+   loopback (HOST=127.0.0.1, a free PORT), container ports and probes dropped (podman cannot map
+   ports on the host network, and its healthchecks need systemd: /readyz is polled here), one
+   replica, the image set to exactly the tag `make deploy` sets, from the registry.
+4. `podman kube play`: ready within the startup probe's budget; UID 10001, read-only root, no
+   capabilities, no new privileges; predictions with the expected model version; a start-up log
+   with no ERROR or WARNING line and no ANSI escape codes.
+5. A redeploy: the Deployment as `kubectl set image --local` rewrites it for the next model's tag,
+   played with `--replace`, serves that model.
+6. The pod stopped under load as the kubelet stops it (SIGTERM, SIGKILL only after the grace
+   period; podman 4.3's `kube down` alone would SIGKILL at once), then `podman kube down`: every
+   request a worker accepted is answered, gunicorn exits 0 within the grace period.
+7. The training Job's pod, its data and output volumes as host folders (hostPath), no network:
+   the artifacts, the report and the wheel appear in the output folder and verify.
+
+Everything started here is stopped: the registry by PID, pods by `podman kube down`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+from registry import registry
+
+from oncology_model.verify import SEED_TUMOR
+from tests.live_server import access_records, free_port, log_problems
+from tests.load import Recorder
+from webservice.tokens import new_token
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "build" / "k8s-play"
+REGISTRY_STORAGE = ROOT / "build" / "registry"
+DEPLOYMENT_MANIFEST = "deployment.yaml"  # the played Deployment, under WORK
+BUNDLED_DATA = ROOT / "oncology_model" / "data" / "breast-cancer-wisconsin.data"
+NAMESPACE = "oncology"
+CONTAINER = "oncology-webservice"
+UID = "10001"
+# podman 4.3 on this kind of machine: raising limits is not permitted, so containers get the
+# ones the host has; no systemd, so cgroupfs and file events; catatonit is its pause/init.
+CONTAINERS_CONF = """\
+[containers]
+default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
+init_path = "/usr/bin/catatonit"
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+"""
+MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+)
+PACKAGES = {"podman": "podman", "catatonit": "catatonit", "runc": "runc"}
+SEED = json.dumps(SEED_TUMOR.to_dict()).encode()
+# The pod's tokens Secret, played as a host folder holding the same keys (README, "Access").
+TOKEN, TOKEN_LINE = new_token("k8s-play")
+AUTHORIZATION = {"Authorization": f"Bearer {TOKEN}"}
+BATCH = json.dumps({"tumors": [SEED_TUMOR.to_dict()] * 1000}).encode()
+
+
+def say(message: str) -> None:
+    print(f"k8s-play: {message}", flush=True)
+
+
+def run(*command: str, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run("podman", *args, check=check)
+
+
+def make(*args: str) -> str:
+    """What make would run, as in a top-level shell."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL")}
+    return run("make", "--no-print-directory", *args, cwd=ROOT, env=environment).stdout
+
+
+def set_up_podman() -> None:
+    """Install podman, runc and catatonit if missing; point podman at our containers.conf."""
+    missing = [package for binary, package in PACKAGES.items() if not shutil.which(binary)]
+    if missing and not Path("/usr/bin/catatonit").exists():
+        say(f"installing {' '.join(missing)} (Debian)")
+        environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=environment)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+            check=True,
+            env=environment,
+        )
+    WORK.mkdir(parents=True, exist_ok=True)
+    conf = WORK / "containers.conf"
+    conf.write_text(CONTAINERS_CONF)
+    os.environ["CONTAINERS_CONF"] = str(conf)
+    say(f"podman {podman('--version').stdout.split()[-1]}, CONTAINERS_CONF={conf}")
+
+
+def model_version(artifacts: Path) -> str:
+    return str(json.loads((artifacts / "metadata.json").read_text())["model_version"])
+
+
+def deploy_image(prefix: str, artifacts: Path) -> str:
+    """The image `make deploy` sets for this model, with the registry's prefix."""
+    output = make("-n", "deploy", f"tag={prefix}/{CONTAINER}", f"model={artifacts}")
+    return output.split(f"{CONTAINER}=", 1)[1].split()[0]
+
+
+def require_in_registry(image: str) -> None:
+    """Fail early, naming the image, when the registry does not hold it."""
+    address, _, reference = image.partition("/")
+    repository, _, tag = reference.rpartition(":")
+    request = urllib.request.Request(
+        f"http://{address}/v2/{repository}/manifests/{tag}",
+        method="HEAD",
+        headers={"Accept": ", ".join(MANIFEST_TYPES)},
+    )
+    try:
+        # An http:// URL on loopback built here (B310 warns of file:/ and custom schemes).
+        with urllib.request.urlopen(request, timeout=10):  # nosec B310
+            return
+    except urllib.error.HTTPError as error:
+        raise SystemExit(
+            f"k8s-play: {image} is not in {REGISTRY_STORAGE.relative_to(ROOT)} (HTTP {error.code}):"
+            " run make image-test first, it pushes the images there"
+        ) from None
+
+
+def training_image(prefix: str, artifacts: Path) -> str:
+    """The image `make train-job` sets for this model, with the registry's prefix."""
+    output = make(
+        "-n", "train-job", f"training_tag={prefix}/{CONTAINER}-training", f"model={artifacts}"
+    )
+    return output.split("training=", 1)[1].split()[0]
+
+
+def stable_deployment() -> dict[str, Any]:
+    rendered = run("kubectl", "kustomize", str(ROOT / "k8s")).stdout
+    for document in yaml.safe_load_all(rendered):
+        if document["kind"] == "Deployment" and document["metadata"]["name"] == CONTAINER:
+            return dict(document)
+    raise RuntimeError("kubectl kustomize k8s/ has no Deployment oncology-webservice")
+
+
+def startup_budget(deployment: dict[str, Any]) -> float:
+    """Seconds the startup probe allows before Kubernetes would restart the container."""
+    probe = service_container(deployment)["startupProbe"]
+    return float(
+        probe.get("initialDelaySeconds", 0)
+        + probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3)
+    )
+
+
+def service_container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(next(c for c in containers if c["name"] == CONTAINER))
+
+
+def tokens_folder() -> Path:
+    """The tokens Secret's keys as files the pod's user can read: an API and a metrics token."""
+    folder = WORK / "tokens"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    metrics_line = new_token("k8s-play-metrics")[1]
+    for key, text in (("tokens", TOKEN_LINE + "\n"), ("metrics-tokens", metrics_line + "\n")):
+        (folder / key).write_text(text)
+        os.chown(folder / key, int(UID), int(UID))
+        (folder / key).chmod(0o440)
+    return folder
+
+
+def play_patch(deployment: dict[str, Any], image: str, port: int) -> dict[str, Any]:
+    """The test-only changes: loopback host network, no ports or probes, one replica, the image."""
+    played = copy.deepcopy(deployment)
+    played["spec"]["replicas"] = 1
+    pod = played["spec"]["template"]["spec"]
+    pod["hostNetwork"] = True
+    for volume in pod["volumes"]:
+        if "secret" in volume:  # podman 4.3 plays no Secrets: the same files from a host folder
+            volume.pop("secret")
+            volume["hostPath"] = {"path": str(tokens_folder()), "type": "Directory"}
+    for container in pod["containers"]:
+        if container["name"] == CONTAINER:
+            container["image"] = image
+            for key in ("ports", "startupProbe", "readinessProbe", "livenessProbe"):
+                container.pop(key, None)
+            env = [e for e in container.get("env", []) if e["name"] not in ("HOST", "PORT")]
+            container["env"] = [
+                *env,
+                {"name": "HOST", "value": "127.0.0.1"},
+                {"name": "PORT", "value": str(port)},
+            ]
+    return played
+
+
+def played_ids(output: str) -> dict[str, str]:
+    """The pod and container ids `podman kube play` printed."""
+    ids: dict[str, str] = {}
+    lines = output.split()
+    for label in ("Pod:", "Container:"):
+        if label in lines:
+            ids[label.rstrip(":").lower()] = lines[lines.index(label) + 1]
+    return ids
+
+
+def kube_play(manifest: Path, *extra: str) -> dict[str, str]:
+    output = podman("kube", "play", "--tls-verify=false", *extra, str(manifest)).stdout
+    ids = played_ids(output)
+    if "container" not in ids:
+        raise RuntimeError(f"podman kube play printed no container:\n{output}")
+    return ids
+
+
+def kube_down(manifest: Path) -> None:
+    podman("kube", "down", str(manifest), check=False)
+
+
+def http(
+    port: int, path: str, body: bytes | None = None, *, token: bool = True
+) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json", **(AUTHORIZATION if token else {})}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, headers=headers)
+    try:
+        # An http:// URL on loopback built here (B310 warns of file:/ and custom schemes).
+        with urllib.request.urlopen(request, timeout=10) as response:  # nosec B310
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, {}
+
+
+def wait_ready(port: int, container: str, budget: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < budget:
+        try:
+            if http(port, "/readyz")[0] == 200:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        state = podman("inspect", "--format", "{{.State.Status}}", container, check=False)
+        if state.stdout.strip() in ("exited", "stopped"):
+            break
+        time.sleep(0.1)
+    logs = podman("logs", container, check=False)
+    raise RuntimeError(f"not ready within {budget:.0f} s:\n{logs.stdout}{logs.stderr}"[-4000:])
+
+
+def check_locked_down(container: str) -> dict[str, Any]:
+    """UID 10001, read-only root, no capabilities, no new privileges: as podman set it up."""
+    inspect = json.loads(podman("inspect", container).stdout)[0]
+    host = inspect["HostConfig"]
+    assert host["ReadonlyRootfs"] is True, "root filesystem is not read-only"
+    assert not inspect.get("EffectiveCaps"), f"capabilities: {inspect.get('EffectiveCaps')}"
+    # PID 1 of the container: gunicorn's master, as the pod started it (not an exec'd process).
+    status = podman("exec", container, "cat", "/proc/1/status").stdout
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    uids, gids = fields["Uid"].split(), fields["Gid"].split()
+    assert set(uids) == {UID} and set(gids) == {UID}, (uids, gids)
+    assert int(fields["CapEff"], 16) == 0 and int(fields["CapPrm"], 16) == 0, fields["CapEff"]
+    assert fields["NoNewPrivs"].strip() == "1", "no_new_privs is not set"
+    write = podman("exec", container, "touch", "/app/written", check=False)
+    assert write.returncode != 0, "the root filesystem is writable"
+    assert "gunicorn" in podman("exec", container, "cat", "/proc/1/cmdline").stdout
+    return {"uid": uids[0], "cap_eff": fields["CapEff"].strip(), "readonly_root": True}
+
+
+def check_serving(port: int, container: str, version: str) -> None:
+    status, _ = http(port, "/v1/predictions", SEED, token=False)
+    assert status == 401, f"no token, yet HTTP {status}: the tokens Secret is not in force"
+    status, body = http(port, "/v1/predictions", SEED)
+    assert status == 200 and body.get("prediction") == "benign", (status, body)
+    assert body.get("model_version") == version, (
+        f"serves {body.get('model_version')}, not {version}"
+    )
+    logs = podman("logs", container)
+    text = logs.stdout + logs.stderr
+    assert "Booting worker" in text, text
+    problems = log_problems(text)
+    assert not problems, "start-up log:\n" + "\n".join(problems)
+
+
+def write_manifest(document: dict[str, Any], name: str) -> Path:
+    path = WORK / name
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def pull_fresh(image: str) -> None:
+    """Drop any local copy, so that the play must pull from the registry."""
+    podman("rmi", "--force", image, check=False)
+
+
+def play_deployment(deployment: dict[str, Any], image: str, version: str) -> dict[str, Any]:
+    port = free_port()
+    manifest = write_manifest(play_patch(deployment, image, port), DEPLOYMENT_MANIFEST)
+    budget = startup_budget(deployment)
+    pull_fresh(image)
+    started = time.monotonic()
+    ids = kube_play(manifest)
+    played_s = time.monotonic() - started
+    ready_s = wait_ready(port, ids["container"], budget)
+    figures = {"play_s": round(played_s, 1), "ready_s": round(ready_s, 2), "budget_s": budget}
+    figures.update(check_locked_down(ids["container"]))
+    check_serving(port, ids["container"], version)
+    say(
+        f"played {image}: ready {ready_s:.2f} s after play (budget {budget:.0f} s), "
+        f"serves {version}, UID {UID}, read-only root, no capabilities, clean start-up log"
+    )
+    return {"manifest": manifest, "port": port, **ids, **figures}
+
+
+def redeploy(played: dict[str, Any], image: str, version: str, budget: float) -> dict[str, Any]:
+    """`kubectl set image --local` on the played Deployment, then `podman kube play --replace`."""
+    manifest: Path = played["manifest"]
+    rewritten = run(
+        "kubectl",
+        "set",
+        "image",
+        "--local",
+        "-f",
+        str(manifest),
+        f"{CONTAINER}={image}",
+        "-o",
+        "yaml",
+    ).stdout
+    manifest.write_text(rewritten)
+    pull_fresh(image)
+    started = time.monotonic()
+    ids = kube_play(manifest, "--replace")
+    ready_s = wait_ready(played["port"], ids["container"], budget)
+    check_serving(played["port"], ids["container"], version)
+    say(f"redeployed to {image} with --replace: ready {ready_s:.2f} s, serves {version}")
+    return {**played, **ids, "redeploy_s": round(time.monotonic() - started, 1)}
+
+
+def down_under_load(played: dict[str, Any], grace: float) -> dict[str, Any]:
+    """Stop the pod while clients post: every accepted request answered, gone within the grace.
+
+    podman 4.3's `kube down` SIGKILLs at once (podman issue #22397, fixed upstream in 2024), so
+    the pod is stopped first as the kubelet would: SIGTERM, SIGKILL only after the Deployment's
+    terminationGracePeriodSeconds (`podman pod stop --time`); `kube down` then removes it.
+    """
+    recorder = Recorder(
+        played["port"],
+        [("/v1/predictions/batch", BATCH), ("/v1/predictions", SEED)],
+        threads=8,
+        seconds=20,
+        headers=AUTHORIZATION,
+    )
+    thread = threading.Thread(target=recorder.run)
+    thread.start()
+    time.sleep(2)
+    stop_at = time.monotonic()
+    stop = podman("pod", "stop", "--time", str(int(grace)), played["pod"], check=False)
+    stop_s = time.monotonic() - stop_at
+    recorder.stop()
+    thread.join()
+    exit_code = podman("inspect", "--format", "{{.State.ExitCode}}", played["container"]).stdout
+    logs = podman("logs", played["container"], check=False)
+    text = logs.stdout + logs.stderr
+    (WORK / "stop.log").write_text(text)
+    kube_down(played["manifest"])
+    assert stop.returncode == 0, stop.stderr
+    accepted = {record["request_id"] for record in access_records(text)}
+    by_id = {outcome.request_id: outcome for outcome in recorder.outcomes}
+    lost = [i for i in accepted if i in by_id and by_id[i].status != 200]
+    answered_while_stopping = [
+        o for o in recorder.outcomes if o.started < stop_at < o.ended and o.status == 200
+    ]
+    assert not lost, f"accepted requests without an answer: {lost[:5]}"
+    assert exit_code.strip() == "0", f"gunicorn exited with {exit_code.strip()}:\n{text[-2000:]}"
+    assert "Handling signal: term" in text and "Shutting down: Master" in text, text[-2000:]
+    problems = log_problems(text)
+    assert not problems, "log:\n" + "\n".join(problems)
+    assert stop_s <= grace, f"the pod stopped after {stop_s:.1f} s, over the {grace:.0f} s grace"
+    figures = {
+        "requests": len(recorder.outcomes),
+        "accepted": len(accepted & by_id.keys()),
+        "answered_while_stopping": len(answered_while_stopping),
+        "stop_s": round(stop_s, 1),
+    }
+    say(
+        f"pod stopped under load (SIGTERM): {figures['accepted']} accepted requests all answered "
+        f"({len(answered_while_stopping)} while stopping), exit 0 after {stop_s:.1f} s "
+        f"(grace {grace:.0f} s); removed with podman kube down"
+    )
+    return figures
+
+
+def play_training_job(image: str, data_file: Path) -> dict[str, Any]:
+    """The Job's pod spec with hostPath volumes for data and output, and no network."""
+    job = yaml.safe_load((ROOT / "k8s" / "training" / "job.yaml").read_text())
+    folders = {"data": WORK / "job" / "data", "out": WORK / "job" / "out"}
+    for folder in folders.values():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    shutil.copy(data_file, folders["data"] / data_file.name)
+    os.chown(folders["out"], int(UID), int(UID))
+    pod_spec = copy.deepcopy(job["spec"]["template"]["spec"])
+    for volume in pod_spec["volumes"]:
+        if volume["name"] in folders:
+            volume.pop("persistentVolumeClaim")
+            volume["hostPath"] = {"path": str(folders[volume["name"]]), "type": "Directory"}
+    (container,) = pod_spec["containers"]
+    container["image"] = image
+    # podman 4.3 plays Pods and Deployments, not Jobs: the Job's own pod template, as a Pod.
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "oncology-model-training",
+            "labels": job["spec"]["template"]["metadata"]["labels"],
+        },
+        "spec": pod_spec,
+    }
+    manifest = write_manifest(pod, "training-pod.yaml")
+    pull_fresh(image)
+    started = time.monotonic()
+    ids = kube_play(manifest, "--network", "none")
+    try:
+        exit_code = podman("wait", ids["container"]).stdout.strip()
+        logs = podman("logs", ids["container"], check=False)
+        text = logs.stdout + logs.stderr
+    finally:
+        kube_down(manifest)
+    took = time.monotonic() - started
+    assert exit_code == "0", f"training exited {exit_code}:\n{text[-3000:]}"
+    out = folders["out"]
+    verify = run(
+        str(ROOT / ".venv" / "bin" / "oncology-verify"),
+        "--artifacts",
+        str(out / "artifacts"),
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    version = model_version(out / "artifacts")
+    wheels = sorted(p.name for p in (out / "dist").glob("*.whl"))
+    assert wheels == [f"oncology_model-{version}-py3-none-any.whl"], wheels
+    assert any((out / "report").iterdir()), "no report"
+    owners = {path.stat().st_uid for path in out.rglob("*")}
+    assert owners == {int(UID)}, f"files owned by {owners}"
+    say(
+        f"training Job's pod ({image}) wrote artifacts {version}, report and {wheels[0]} "
+        f"to {out.relative_to(ROOT)} in {took:.0f} s"
+    )
+    return {"training_s": round(took, 1), "trained_version": version}
+
+
+def play_webservice(
+    deployment: dict[str, Any], images: tuple[str, str], versions: tuple[str, str], grace: float
+) -> dict[str, Any]:
+    """Play, check, redeploy, stop under load; the pod is removed whatever happens."""
+    try:
+        played = play_deployment(deployment, images[0], versions[0])
+        figures = {k: played[k] for k in ("play_s", "ready_s", "budget_s")}
+        played = redeploy(played, images[1], versions[1], startup_budget(deployment))
+        figures["redeploy_s"] = played["redeploy_s"]
+        figures.update(down_under_load(played, grace))
+        return figures
+    finally:
+        kube_down(WORK / DEPLOYMENT_MANIFEST)  # nothing left if it went well
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--first-model",
+        type=Path,
+        required=True,
+        help="artifacts of the model deployed first (its image in the registry)",
+    )
+    parser.add_argument(
+        "--next-model",
+        type=Path,
+        required=True,
+        help="artifacts of the model redeployed to (its image in the registry)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=BUNDLED_DATA,
+        help="the training Job's data file",
+    )
+    args = parser.parse_args()
+    first, second = model_version(args.first_model), model_version(args.next_model)
+    assert first != second, f"both models are {first}: the redeploy would prove nothing"
+    set_up_podman()
+    deployment = stable_deployment()
+    grace = float(deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
+    figures: dict[str, Any] = {}
+    with registry(REGISTRY_STORAGE) as address:
+        prefix = f"{address}/{NAMESPACE}"
+        say(f"registry {address} serving {REGISTRY_STORAGE.relative_to(ROOT)}")
+        images = (deploy_image(prefix, args.first_model), deploy_image(prefix, args.next_model))
+        training = training_image(prefix, args.next_model)
+        for image in (*images, training):
+            require_in_registry(image)
+        try:
+            figures.update(play_webservice(deployment, images, (first, second), grace))
+            figures.update(play_training_job(training, args.data))
+        finally:
+            # The registry's port changes from run to run: leave no tags of it behind.
+            for image in (*images, training):
+                podman("rmi", "--force", image, check=False)
+    if args.data == BUNDLED_DATA:
+        bundled = model_version(ROOT / "oncology_model" / "artifacts")
+        assert figures["trained_version"] == bundled, (
+            f"the Job trained {figures['trained_version']} on the bundled data, not {bundled}"
+        )
+    say("passed: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
