@@ -202,18 +202,25 @@ def main() -> int:
             name: [] for name in ("floor", "floor_get", "service", "v2", "auth")
         }
         rounds_c1: dict[str, list[dict[str, float]]] = {"floor": [], "service": []}
-        for _ in range(args.rounds):
-            rounds["floor"].append(load(floor, floor_url, single, args.seconds))
-            rounds["service"].append(load(service, predict_url, single, args.seconds))
-            rounds["v2"].append(load(service, v2_url, v2_single, args.seconds))
-            rounds["auth"].append(load(secured, secured_url, authorized, args.seconds))
-            rounds["floor_get"].append(load(floor, floor_url, get, args.seconds))
+        runs = [
+            ("floor", floor, floor_url, single),
+            ("service", service, predict_url, single),
+            ("v2", service, v2_url, v2_single),
+            ("auth", secured, secured_url, authorized),
+            ("floor_get", floor, floor_url, get),
+        ]
+        for number in range(args.rounds):
+            # Each round starts one step further down the list: no measurement always follows
+            # the same one, so a slow spell after a given run does not hit the same ratio.
+            shift = number % len(runs)
+            for name, server, url, script in runs[shift:] + runs[:shift]:
+                rounds[name].append(load(server, url, script, args.seconds))
             rounds_c1["floor"].append(run_wrk(floor_url, single, connections=1, seconds=c1))
             rounds_c1["service"].append(run_wrk(predict_url, single, connections=1, seconds=c1))
         results["rounds_c16"] = rounds
         results["rounds_c1"] = rounds_c1
-        for name, runs in rounds.items():
-            results[f"{name}_c16"] = _median(runs)
+        for name, measured in rounds.items():
+            results[f"{name}_c16"] = _median(measured)
         results["service_auth_c16"] = results.pop("auth_c16")
         results["floor_c1"] = _median(rounds_c1["floor"])
         results["service_c1"] = _median(rounds_c1["service"])
