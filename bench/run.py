@@ -488,6 +488,7 @@ def chart(r: dict[str, Any], path: Path) -> None:
         values,
         color=["grey", "tab:blue", "tab:purple", "tab:cyan", "tab:green", "tab:red"][: len(names)],
     )
+    left.tick_params(axis="x", labelsize=8)
     left.set(
         ylabel="requests/s (16 connections)",
         title=f"Throughput ({r['ratios']['throughput_ratio']['median']:.2f}x the POST floor)",
