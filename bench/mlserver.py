@@ -102,7 +102,7 @@ def mlserver_benchmark(root: Path, *, seconds: int, rounds: int) -> dict[str, An
             process.kill()
         log.close()
     middle = sorted(c16, key=lambda run: run["rps"])[len(c16) // 2]
-    return {"c16": middle, "c1": c1, "version": MLSERVER}
+    return {"c16": middle, "rounds_c16": c16, "c1": c1, "version": MLSERVER}
 
 
 def _wait(port: int, path: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:

@@ -7,7 +7,8 @@ and only after its SHA-256 matched the metadata written at training time.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,7 @@ class Classifier:
         self._one_binding.bind_output(
             engine["output"], "cpu", 0, np.float32, [1, 2], self._one_out.ctypes.data
         )
+        self._run_one = _bound_run(self._session, self._one_binding)
         self.threshold: float = float(self.metadata["threshold"])
         self.model_version: str = self.metadata["model_version"]
         features = self.metadata["features"]
@@ -93,12 +95,16 @@ class Classifier:
         allocates its input and output on every call. Locked: the buffers are shared."""
         with self._one_lock:
             self._one_in[:] = row  # converts to float32 in place
-            self._session.run_with_iobinding(self._one_binding)
-            return np.array([self._one_out[0, 1]], dtype=np.float64)
+            self._run_one()
+            return self._one_out[:, 1].astype(np.float64)
 
     def labels(self, probabilities: np.ndarray) -> np.ndarray:
         """True where a malignant probability reaches the threshold."""
         return np.asarray(probabilities >= self.threshold)
+
+    def label(self, probability: float) -> bool:
+        """`labels` for one probability (without numpy's cost per call)."""
+        return probability >= self.threshold
 
     def predict_proba(self, tumor: Tumor) -> dict[Prediction, float]:
         """The probability of each class for one tumor."""
@@ -136,6 +142,21 @@ class Classifier:
         p(row) - `baseline_probability`. 512 evaluations per row, one engine call per 1,024 rows
         (see `oncology_model.explaining`)."""
         return exact_shapley(self.malignant_probabilities, rows, self.medians)
+
+
+def _bound_run(
+    session: onnxruntime.InferenceSession, binding: onnxruntime.IOBinding
+) -> Callable[[], None]:
+    """`session.run_with_iobinding(binding)` as one call into the engine's C++ session.
+
+    The public wrapper re-checks on every call whether WebGPU graph capture is on (a second
+    call into the engine, never true for the CPU provider), a few microseconds per single
+    prediction. Its C++ target is used when this onnxruntime exposes it, else the wrapper."""
+    native_session = getattr(session, "_sess", None)
+    native_binding = getattr(binding, "_iobinding", None)
+    if native_session is None or native_binding is None:
+        return partial(session.run_with_iobinding, binding)
+    return partial(native_session.run_with_iobinding, native_binding, None)
 
 
 def _check_engine_version(metadata: dict[str, Any], directory: Path) -> None:

@@ -96,6 +96,25 @@ def test_batch_answers_in_order(client: FlaskClient) -> None:
     assert predictions[1] == single
 
 
+@pytest.mark.parametrize("n", [1, 3, 8, 9, 500])
+def test_answers_are_rounded_alike_for_any_batch_size(n: int) -> None:
+    """Few rows take plain Python (no numpy call costs), many take numpy: the same figures."""
+    import numpy as np
+
+    from webservice.service import complements6, not_measured, round6
+
+    rng = np.random.default_rng(n)
+    probabilities = np.concatenate([rng.random(n), (rng.integers(0, 10**7, n) + 0.5) / 1e7])[:n]
+    rounded = round6(probabilities)
+    assert rounded == probabilities.round(6).tolist()
+    assert complements6(rounded) == (1.0 - np.array(rounded)).round(6).tolist()
+    rows = rng.integers(1, 11, size=(n, 9)).astype(float)
+    rows[rng.random((n, 9)) < 0.05] = np.nan
+    missing = np.isnan(rows)
+    expected = [(i, missing[i].tolist()) for i in range(n) if missing[i].any()]
+    assert not_measured(rows) == expected
+
+
 def test_batch_with_explain(client: FlaskClient) -> None:
     body = client.post("/v1/predictions/batch?explain=true", json={"tumors": [SEED_JSON] * 3})
     assert all(list(p["contributions"]) == list(FEATURES) for p in body.get_json()["predictions"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
@@ -22,6 +23,12 @@ class PredictionLane:
     (`webservice.predicting`, `webservice.openinference`), map errors with the same `as_problem`,
     and sit inside the same middleware (request id, log, metrics, body limit); everything else,
     including inference for another model name, goes to Flask.
+
+    The garbage collector is paused while a prediction is answered: a batch allocates tens of
+    thousands of short-lived dicts (the parsed tumors, the answers), which would set off dozens of
+    collections that each walk them (about a tenth of a 10,000-tumor batch's time). They hold no
+    reference cycles, so reference counting frees them all when the answer is built; the
+    collector then runs as usual on whatever remains.
     """
 
     def __init__(self, app: WSGIApp, service: Service, *, max_bytes: int, max_batch: int) -> None:
@@ -42,6 +49,8 @@ class PredictionLane:
         handler = self.routes.get(environ.get("PATH_INFO", ""))
         if handler is None or environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
+        collecting = gc.isenabled()
+        gc.disable()  # see the class docstring
         try:
             body, content_type = handler(environ)
         except Exception as error:
@@ -51,6 +60,9 @@ class PredictionLane:
             headers = [("Content-Type", content_type), *problem.headers.items()]
             start_response(f"{problem.status} {problem.title}", headers + _length(body))
             return [body]
+        finally:
+            if collecting:
+                gc.enable()
         start_response("200 OK", [("Content-Type", content_type), *_length(body)])
         return [body]
 

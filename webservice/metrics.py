@@ -102,7 +102,8 @@ _FEATURE_OFFSETS = np.arange(len(FEATURES)) * len(VALUE_LABELS)
 FLUSH_SECONDS = 1.0
 
 
-_Predictions = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, probabilities, diagnoses
+Diagnoses = np.ndarray | list[bool]  # True: malignant; a list for the few rows of a single request
+_Predictions = tuple[np.ndarray, np.ndarray, Diagnoses]  # rows, probabilities, diagnoses
 JOIN_ROWS = 4096
 
 
@@ -153,7 +154,7 @@ class Tally:
         ]
         self._class_children = (PREDICTIONS.labels("benign"), PREDICTIONS.labels("malignant"))
 
-    def add_predictions(self, rows: np.ndarray, malignant: np.ndarray, flags: np.ndarray) -> None:
+    def add_predictions(self, rows: np.ndarray, malignant: np.ndarray, flags: Diagnoses) -> None:
         """Queue one request's rows (NaN = null), malignant probabilities and diagnoses."""
         with self._lock:
             self._pending.append((rows, malignant, flags))
@@ -224,7 +225,7 @@ class Tally:
 TALLY = Tally()
 
 
-def record_predictions(rows: np.ndarray, malignant: np.ndarray, flags: np.ndarray) -> None:
+def record_predictions(rows: np.ndarray, malignant: np.ndarray, flags: Diagnoses) -> None:
     """Count one answered request's input values, malignant probabilities and diagnoses."""
     TALLY.add_predictions(rows, malignant, flags)
 

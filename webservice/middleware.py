@@ -44,6 +44,8 @@ class BodyLimit:
             )
             return AfterClose([body], partial(drain, environ, self.drain_cap))
         result = self.app(environ, start_response)
+        if environ.get(BODY_CONSUMED):
+            return result  # read to the end already (every prediction): nothing to drain
         if declared or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", ""):
             return AfterClose(result, partial(drain, environ, self.drain_cap))
         return result

@@ -258,11 +258,9 @@ def encode(inference: Inference, service: Service) -> bytes:
     outputs: list[dict[str, Any]] = []
     for name in inference.outputs:
         if name == PROBABILITY:
-            outputs.append(
-                {"name": name, "datatype": "FP64", "shape": [n], "data": malignant.tolist()}
-            )
+            outputs.append({"name": name, "datatype": "FP64", "shape": [n], "data": malignant})
         elif name == LABEL:
-            labels = [_LABELS[flag] for flag in flags.tolist()]
+            labels = [_LABELS[flag] for flag in flags]
             outputs.append({"name": name, "datatype": "BYTES", "shape": [n], "data": labels})
         else:
             contributions = service.contributions(rows).ravel().tolist()
