@@ -227,6 +227,19 @@ def shutdown_under_load() -> dict[str, Any]:
 # --- 4. bad input ----------------------------------------------------------------------------
 
 
+def run_schemathesis(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
+    """schemathesis with every check against the live document, sending CSV bodies through the
+    project's serializer (CSV_HOOKS), in OUT: it keeps a cache (.schemathesis/) where it runs."""
+    return subprocess.run(
+        [
+            str(Path(sys.executable).with_name("schemathesis")), "run",
+            f"{server.url}/swagger.json", "--checks", "all", "--no-color", *args,
+        ],
+        capture_output=True, text=True, timeout=600, check=False, cwd=OUT,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": str(CSV_HOOKS)},
+    )  # fmt: skip
+
+
 def schemathesis_run() -> dict[str, Any]:
     """Runs with successive seeds until MIN_SCHEMATHESIS_CASES cases: hypothesis stops an
     operation early once it finds nothing new, so one run's count varies."""
@@ -234,16 +247,9 @@ def schemathesis_run() -> dict[str, Any]:
     with live_server(OUT, workers=2) as server:
         while cases < MIN_SCHEMATHESIS_CASES and runs < 5:
             runs += 1
-            result = subprocess.run(
-                [
-                    str(Path(sys.executable).with_name("schemathesis")), "run",
-                    f"{server.url}/swagger.json", "--checks", "all", "--max-examples", "500",
-                    "--workers", "2", "--seed", str(20261120 + runs), "--no-color",
-                ],
-                # In OUT: schemathesis keeps a cache (.schemathesis/) in its working directory.
-                capture_output=True, text=True, timeout=600, check=False, cwd=OUT,
-                env={**os.environ, "SCHEMATHESIS_HOOKS": str(CSV_HOOKS)},
-            )  # fmt: skip
+            result = run_schemathesis(
+                server, "--max-examples", "500", "--workers", "2", "--seed", str(20261120 + runs)
+            )
             log = OUT / f"schemathesis-{runs}.log"
             log.write_text(result.stdout + result.stderr)
             codes.append(result.returncode)
@@ -436,13 +442,9 @@ def hostile_auth() -> dict[str, Any]:
         figures["timing_ms"] = _timing_probe(server, {"near-miss": near, "far-miss": far})
         # The document's security declarations against the server: schemathesis's ignored_auth
         # check replays each case without the token and expects a 401.
-        result = subprocess.run(
-            [
-                str(Path(sys.executable).with_name("schemathesis")), "run",
-                f"{server.url}/swagger.json", "--checks", "all", "--max-examples", "50",
-                "--header", f"Authorization: Bearer {token}", "--seed", "20261121", "--no-color",
-            ],
-            capture_output=True, text=True, timeout=600, check=False,
+        result = run_schemathesis(
+            server, "--max-examples", "50", "--header", f"Authorization: Bearer {token}",
+            "--seed", "20261121",
         )  # fmt: skip
         (OUT / "schemathesis-auth.log").write_text(result.stdout + result.stderr)
         figures["schemathesis_exit"] = result.returncode
