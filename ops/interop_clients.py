@@ -21,7 +21,7 @@ import numpy as np
 
 MODEL = "oncology"
 # The clients' environment holds only the clients, not this project: the feature order is
-# restated here, as a client's author would; the model metadata check below holds it to the served order.
+# restated here, as a client's author would; the metadata check below holds it to the served one.
 FEATURES = (
     "clump_thickness",
     "uniformity_of_cell_size",
