@@ -13,6 +13,9 @@ ARTIFACTS := oncology_model/artifacts
 # reproducibility test (tests/test_training.py) give byte-identical artifacts; change it when you
 # retrain on purpose. 1795219200 is 2026-11-21T00:00:00Z.
 MODEL_DATE_EPOCH := 1795219200
+# `make test` runs the suite on every core (pytest-xdist), whole modules per worker so that a
+# module's server or training is started once; `make test workers=0` runs it in one process.
+workers ?= auto
 
 version := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 # The model an image is built around: a training output folder (`make image model=DIR`); without
@@ -92,8 +95,8 @@ run: $(SERVING) ## Serve the API with gunicorn on http://127.0.0.1:8080 (HOST, P
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py 'webservice:create_app()'
 
 .PHONY: test
-test: $(INSTALLED) ## Run the test suite
-	$(PY) -m pytest
+test: $(INSTALLED) ## Run the test suite on every core (workers=N to choose)
+	$(PY) -m pytest --numprocesses $(workers) --dist loadscope
 
 .PHONY: package
 package: train ## Train, test and build the wheel into dist/

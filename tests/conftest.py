@@ -69,3 +69,16 @@ def app() -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give each schemathesis operation its own node id, as every other parametrized test has.
+
+    schemathesis names the items `test[GET /healthz]` but, under pytest 9's structured node ids,
+    leaves one node id for all of them; pytest-xdist schedules by node id and would run only one
+    operation of the lot. (Private: pytest has no public way to set a node id.)
+    """
+    for item in items:
+        label = getattr(item, "operation_label", None)
+        if label and item._id.params is None:
+            item._id = item._id.with_params(label)

@@ -113,7 +113,12 @@ def test_every_protected_endpoint_refuses_a_request_without_a_token(
         (ALICE, None),
         ("", None),
     ],
-)
+    # Fixed ids: the tokens are random per process, and ids are compared across xdist workers.
+    ids=[
+        "basic", "bearer-alone", "bearer-space", "not-a-token", "one-short", "two-headers",
+        "token-scheme", "no-scheme", "empty",
+    ],
+)  # fmt: skip
 def test_a_missing_or_wrong_token_is_refused(
     client: FlaskClient, header: str, error: str | None
 ) -> None:
@@ -166,7 +171,9 @@ def test_probes_and_documentation_stay_open(client: FlaskClient, path: str) -> N
 
 
 @pytest.mark.parametrize(
-    "query", ["access_token=" + ALICE, "explain=true&access_token=" + ALICE, "access_token="]
+    "query",
+    ["access_token=" + ALICE, "explain=true&access_token=" + ALICE, "access_token="],
+    ids=["token", "after-another-parameter", "empty"],
 )
 def test_a_token_in_the_query_string_is_never_accepted(client: FlaskClient, query: str) -> None:
     response = client.post(f"/v1/predictions?{query}", json=SEED_JSON, headers=bearer(ALICE))
@@ -260,7 +267,11 @@ def test_without_tokens_the_document_declares_no_security(app: Flask) -> None:
         ("alice:" + "0" * 63, "line 1: after the colon must come the SHA-256"),
         (f"{ALICE_LINE}\nbob:{ALICE_LINE.split(':')[1]}", "line 2: the same token as line 1"),
     ],
-)
+    ids=[
+        "no-colon", "space-in-name", "no-name", "long-name", "reserved-name", "token-not-digest",
+        "short-digest", "same-token-twice",
+    ],
+)  # fmt: skip
 def test_a_broken_line_is_named_with_its_rule(text: str, rule: str) -> None:
     with pytest.raises(TokensFileError) as raised:
         parse(text, "tokens")
