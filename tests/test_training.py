@@ -63,7 +63,8 @@ def start_training(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]
 def trainings(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This module's two trainings, run at the same time (one per core, half the wait): the
     bundled data as `make train` runs it (in `bundled/`), and a user's own data (in `own/`) as
-    several files, a folder's and one more, trained without --out and with --wheel-dir."""
+    several files, a folder's and one more, trained without --out, with --wheel-dir and one
+    candidate."""
     root = tmp_path_factory.mktemp("trained")
     lines = bundled_data_path().read_text().splitlines()
     own = root / "own"
@@ -84,7 +85,15 @@ def trainings(tmp_path_factory: pytest.TempPathFactory) -> Path:
             str(root / "bundled" / "report"),
         ),
         "own": start_training(
-            "--data", "data", "c.data", "--no-report", "--wheel-dir", "dist", cwd=own
+            "--data",
+            "data",
+            "c.data",
+            "--no-report",
+            "--wheel-dir",
+            "dist",
+            "--candidates",
+            "logistic_regression",
+            cwd=own,
         ),
     }
     for name, process in runs.items():
@@ -165,6 +174,8 @@ def test_training_on_a_folder_and_files_writes_build_model_and_the_wheel(trainin
     metadata = json.loads((out / METADATA_FILE).read_text())
     assert metadata["training_data"]["rows"] == 650
     assert metadata["training_data"]["file"] == "a.data, b.data, c.data"
+    assert metadata["candidate"] == "logistic_regression"
+    assert set(metadata["cross_validation"]["candidates"]) == {"logistic_regression"}
     bundled_before = (trainings / "bundled-onnx.sha256").read_text()
     assert sha256_of((bundled_artifacts_dir() / ONNX_FILE).read_bytes()) == bundled_before
     version = metadata["model_version"]
@@ -181,7 +192,24 @@ def test_training_on_a_folder_and_files_writes_build_model_and_the_wheel(trainin
         )
 
 
-def test_bad_data_file_exits_non_zero_naming_it(tmp_path: Path) -> None:
+def test_an_unknown_candidate_is_refused_naming_the_choices(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from oncology_model.training import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--candidates", "logistic_regression", "xgboost"])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert "--candidates" in error and "'xgboost'" in error
+    assert "logistic_regression" in error and "random_forest" in error
+
+
+def test_bad_data_file_exits_non_zero_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from oncology_model.training import main
+
     data = tmp_path / "broken.data"
     data.write_text("1,2,3\n")
     result = run_training("--data", str(data), "--out", str(tmp_path / "a"), "--no-report")
@@ -189,15 +217,16 @@ def test_bad_data_file_exits_non_zero_naming_it(tmp_path: Path) -> None:
     assert "broken.data, line 1: expected 11 columns" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "a").exists()
-    # Several files: the bad one is named, whichever position it has.
+    # The same CLI in this process (no second start-up): the bad one of several files is named,
+    # whichever position it has, and an empty folder is refused.
     good = tmp_path / "good.data"
     good.write_text(bundled_data_path().read_text())
-    result = run_training("--data", str(good), str(data), "--out", str(tmp_path / "a"))
-    assert result.returncode == 1
-    assert "broken.data, line 1: expected 11 columns" in result.stderr
+    assert main(["--data", str(good), str(data), "--out", str(tmp_path / "a")]) == 1
+    assert "broken.data, line 1: expected 11 columns" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    result = run_training("--data", str(tmp_path / "empty"), "--out", str(tmp_path / "a"))
-    assert result.returncode == 1 and "empty holds no files" in result.stderr
+    assert main(["--data", str(tmp_path / "empty"), "--out", str(tmp_path / "a")]) == 1
+    assert "empty holds no files" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
 
 
 def test_serving_pipeline_is_the_same_model() -> None:
