@@ -3,8 +3,13 @@
 `make security` exports the lock with hashes (`pipenv requirements`) and runs this: pip-audit
 checks exactly those pins (`--require-hashes --disable-pip`: no resolution, no installation),
 and any vulnerability fails the run unless the exceptions file lists its id (or an alias) with a
-reason. When the vulnerability service answers for none of the packages (no network to it), the
-run says so and passes, or fails with --strict: nothing was audited.
+reason.
+
+Where pip-audit's service does not answer for a package (its per-version PyPI endpoint or OSV
+unreachable), PyPI's project JSON stands in: it lists the known vulnerabilities (the same OSV
+data) of the project's latest release, so it audits every package locked at its latest release.
+A package locked behind its latest release, or that neither source answers for, is NOT AUDITED:
+the run names it and passes, or fails with --strict.
 """
 
 from __future__ import annotations
@@ -15,10 +20,14 @@ import re
 import subprocess
 import sys
 import tempfile
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 _EXCEPTION = re.compile(r"(?P<id>[A-Za-z0-9][A-Za-z0-9._:-]*)\s+(?P<reason>\S.*)")
+_PIN = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;]+)")
+PYPI_JSON = "https://pypi.org/pypi"
 
 
 class ExceptionsError(ValueError):
@@ -57,20 +66,59 @@ def audit(pip_audit: str, requirements: Path) -> dict[str, Any]:
         return dict(json.loads(report.read_text()))
 
 
+def locked_versions(requirements: Path) -> dict[str, str]:
+    """{normalised name: version} of the `name==version` pins of an exported lock."""
+    pins = (_PIN.match(line) for line in requirements.read_text().splitlines())
+    return {_normalise(pin["name"]): pin["version"] for pin in pins if pin}
+
+
+def latest_release_audit(name: str, version: str, *, index: str = PYPI_JSON) -> dict[str, Any]:
+    """A dependency entry in pip-audit's format from PyPI's project JSON at `index`.
+
+    Its `vulnerabilities` are those of the latest release only: an older pin stays skipped.
+    """
+    url = f"{index}/{name}/json"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:  # nosec B310: https or loopback
+            project = json.load(response)
+        latest = project["info"]["version"]
+        found = project.get("vulnerabilities") or []
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return {"name": name, "version": version, "skip_reason": f"{url} did not answer ({error})"}
+    if latest != version:
+        reason = f"PyPI's vulnerability data covers only the latest release, {latest}"
+        return {"name": name, "version": version, "skip_reason": reason}
+    vulns = [
+        {"id": v["id"], "aliases": v.get("aliases") or [], "fix_versions": v.get("fixed_in") or []}
+        for v in found
+    ]
+    return {"name": name, "version": version, "vulns": vulns}
+
+
+def fill_in(report: dict[str, Any], pins: dict[str, str], *, index: str) -> dict[str, Any]:
+    """`report` with each package pip-audit skipped audited by `latest_release_audit` instead."""
+
+    def entry(dependency: dict[str, Any]) -> dict[str, Any]:
+        version = pins.get(_normalise(dependency["name"]))
+        if "skip_reason" not in dependency or version is None:
+            return dependency
+        return latest_release_audit(dependency["name"], version, index=index)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # one small request per package
+        dependencies = list(pool.map(entry, report["dependencies"]))
+    return {**report, "dependencies": dependencies}
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def judge(report: dict[str, Any], exceptions: dict[str, str], *, strict: bool) -> int:
-    """Print the findings; 0 when every vulnerability has an exception, else 1."""
+    """Print the findings: 1 for a vulnerability without an exception, or, when `strict`, for a
+    package not audited; else 0."""
     dependencies = report["dependencies"]
     skipped = [d for d in dependencies if "skip_reason" in d]
-    audited = len(dependencies) - len(skipped)
-    if dependencies and not audited:
-        print(
-            f"pip-audit: NOT AUDITED: its vulnerability service answered for none of the "
-            f"{len(dependencies)} locked packages, so nothing was checked (e.g. "
-            f"{skipped[0]['skip_reason']}); AUDIT_STRICT=1 makes this fail"
-        )
-        return 1 if strict else 0
-    failures = [f"{d['name']}: {d['skip_reason']}" for d in skipped]
-    accepted, seen = [], set()
+    failures, accepted, seen = [], [], set()
     for dependency in dependencies:
         for vulnerability in dependency.get("vulns", []):
             ids = [vulnerability["id"], *vulnerability.get("aliases", [])]
@@ -85,11 +133,19 @@ def judge(report: dict[str, Any], exceptions: dict[str, str], *, strict: bool) -
     for line in accepted:
         print(f"pip-audit: {line}")
     for stale in sorted(set(exceptions) - seen):
-        print(f"pip-audit: exception {stale} matches nothing in the lock any more: remove it")
-    print(f"pip-audit: {audited} locked packages audited, {len(failures)} problems")
+        print(f"pip-audit: exception {stale} matches nothing audited: remove it once unneeded")
+    print(
+        f"pip-audit: {len(dependencies) - len(skipped)} of {len(dependencies)} locked packages "
+        f"audited, {len(failures)} known vulnerabilities without an exception"
+    )
+    for dependency in skipped:
+        name, version = dependency["name"], dependency.get("version", "")
+        print(f"pip-audit: NOT AUDITED: {name} {version}: {dependency['skip_reason']}")
+    if skipped:
+        print(f"pip-audit: {len(skipped)} not audited; AUDIT_STRICT=1 makes that fail the run")
     for line in failures:
         print(f"pip-audit: FAILED: {line}")
-    return 1 if failures else 0
+    return 1 if failures or (strict and skipped) else 0
 
 
 def main() -> int:
@@ -97,14 +153,19 @@ def main() -> int:
     parser.add_argument("--pip-audit", default="pip-audit", help="the pip-audit executable")
     parser.add_argument("--requirements", type=Path, required=True, help="the exported lock")
     parser.add_argument("--exceptions", type=Path, required=True)
-    parser.add_argument("--strict", action="store_true", help="fail when nothing was audited")
+    parser.add_argument(
+        "--pypi-json", default=PYPI_JSON, help="PyPI's JSON API, for what pip-audit skips"
+    )
+    parser.add_argument("--strict", action="store_true", help="fail when a package is not audited")
     args = parser.parse_args()
     try:
         exceptions = read_exceptions(args.exceptions)
     except ExceptionsError as error:
         print(error, file=sys.stderr)
         return 1
-    return judge(audit(args.pip_audit, args.requirements), exceptions, strict=args.strict)
+    report = audit(args.pip_audit, args.requirements)
+    report = fill_in(report, locked_versions(args.requirements), index=args.pypi_json)
+    return judge(report, exceptions, strict=args.strict)
 
 
 if __name__ == "__main__":
