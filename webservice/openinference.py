@@ -106,12 +106,10 @@ def decode(body: bytes, header_length: str | None, max_batch: int) -> Inference:
     request = parse_json(body, nan_as_null=True)
     if type(request) is not dict:
         raise bad("The request must be a JSON object with 'inputs'.")
-    unknown = request.keys() - _REQUEST_FIELDS
-    if unknown:
-        raise bad(
-            f"Unknown request field(s) {_names(unknown)}; "
-            "expected id, parameters, inputs and outputs."
-        )
+    _refuse_unknown(
+        request, _REQUEST_FIELDS, "Unknown request field(s)",
+        "expected id, parameters, inputs and outputs",
+    )  # fmt: skip
     request_id = request.get("id")
     if request_id is not None and type(request_id) is not str:
         raise bad("'id' must be a string.")
@@ -121,17 +119,22 @@ def decode(body: bytes, header_length: str | None, max_batch: int) -> Inference:
     return Inference(rows, outputs, request_id)
 
 
+def _refuse_unknown(given: dict[str, Any], allowed: frozenset[str], what: str, hint: str) -> None:
+    """A 400 naming the keys of `given` outside `allowed`: "`what` 'a', 'b'; `hint`."."""
+    unknown = given.keys() - allowed
+    if unknown:
+        raise bad(f"{what} {_names(unknown)}; {hint}.")
+
+
 def _explain(parameters: object) -> bool:
     if parameters is None:
         return False
     if type(parameters) is not dict:
         raise bad("'parameters' must be an object.")
-    unknown = parameters.keys() - _REQUEST_PARAMETERS
-    if unknown:
-        raise bad(
-            f"Unknown request parameter(s) {_names(unknown)}; "
-            "this model takes explain and binary_data_output."
-        )
+    _refuse_unknown(
+        parameters, _REQUEST_PARAMETERS, "Unknown request parameter(s)",
+        "this model takes explain and binary_data_output",
+    )  # fmt: skip
     for name in _REQUEST_PARAMETERS & parameters.keys():
         if type(parameters[name]) is not bool:
             raise bad(f"Request parameter '{name}' must be true or false.")
@@ -148,12 +151,10 @@ def _rows(inputs: object, binary: bytes, max_batch: int) -> np.ndarray:
         raise bad(
             f"Input {name!r} is not an input of model '{MODEL_NAME}'; its input is '{INPUT}'."
         )
-    unknown = tensor.keys() - _INPUT_FIELDS
-    if unknown:
-        raise bad(
-            f"Input '{INPUT}': unknown field(s) {_names(unknown)}; "
-            "expected name, shape, datatype, parameters and data."
-        )
+    _refuse_unknown(
+        tensor, _INPUT_FIELDS, f"Input '{INPUT}': unknown field(s)",
+        "expected name, shape, datatype, parameters and data",
+    )  # fmt: skip
     datatype = tensor.get("datatype")
     if datatype not in DATATYPES:
         raise bad(
