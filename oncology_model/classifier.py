@@ -6,6 +6,7 @@ and only after its SHA-256 matched the metadata written at training time.
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -29,6 +30,8 @@ from oncology_model.integrity import (
 
 if TYPE_CHECKING:
     import pandas as pd
+
+_FLOAT32_ROW = struct.Struct(f"{len(FEATURES)}f")  # one row, as the engine's float32 input
 
 
 class Classifier:
@@ -70,6 +73,9 @@ class Classifier:
             engine["output"], "cpu", 0, np.float32, [1, 2], self._one_out.ctypes.data
         )
         self._run_one = _bound_run(self._session, self._one_binding)
+        # The same buffers as plain float32 sequences: one row in and out without numpy calls.
+        self._pack_one = partial(_FLOAT32_ROW.pack_into, self._one_in.data.cast("B"), 0)
+        self._one_out_values = self._one_out.data.cast("B").cast("f")
         self.threshold: float = float(self.metadata["threshold"])
         self.model_version: str = self.metadata["model_version"]
         features = self.metadata["features"]
@@ -85,18 +91,23 @@ class Classifier:
         """Malignant probability of each (n, 9) row (NaN where not measured), in one engine call."""
         rows = np.asarray(rows)
         if rows.size == len(FEATURES):
-            return self._one_row(rows.reshape(1, len(FEATURES)))
+            return np.array([self.malignant_probability(rows.ravel().tolist())])
         batch = rows.astype(np.float32).reshape(-1, len(FEATURES))
         probabilities = self._session.run(self._output, {self._input: batch})[0]
         return np.asarray(probabilities[:, 1], dtype=np.float64)
 
-    def _one_row(self, row: np.ndarray) -> np.ndarray:
-        """One row through buffers bound to the session once: half the cost of `run`, which
-        allocates its input and output on every call. Locked: the buffers are shared."""
+    def malignant_probability(self, scores: Sequence[float]) -> float:
+        """The malignant probability of one row of nine scores (NaN where not measured): the
+        same figure as `malignant_probabilities`, without a numpy call on the way.
+
+        The row goes through buffers bound to the session once (half the cost of `run`, which
+        allocates its input and output on every call), written and read as plain float32
+        values: each numpy call costs a few microseconds, more than the arithmetic. Locked: the
+        buffers are shared."""
         with self._one_lock:
-            self._one_in[:] = row  # converts to float32 in place
+            self._pack_one(*scores)  # to float32, rounded as numpy casts
             self._run_one()
-            return self._one_out[:, 1].astype(np.float64)
+            return self._one_out_values[1]
 
     def labels(self, probabilities: np.ndarray) -> np.ndarray:
         """True where a malignant probability reaches the threshold."""

@@ -107,6 +107,7 @@ def test_answers_are_rounded_alike_for_any_batch_size(n: int) -> None:
     probabilities = np.concatenate([rng.random(n), (rng.integers(0, 10**7, n) + 0.5) / 1e7])[:n]
     rounded = round6(probabilities)
     assert rounded == probabilities.round(6).tolist()
+    assert round6(probabilities.tolist()) == rounded  # a single prediction's plain list
     assert complements6(rounded) == (1.0 - np.array(rounded)).round(6).tolist()
     rows = rng.integers(1, 11, size=(n, 9)).astype(float)
     rows[rng.random((n, 9)) < 0.05] = np.nan

@@ -103,7 +103,8 @@ FLUSH_SECONDS = 1.0
 
 
 Diagnoses = np.ndarray | list[bool]  # True: malignant; a list for the few rows of a single request
-_Predictions = tuple[np.ndarray, np.ndarray, Diagnoses]  # rows, probabilities, diagnoses
+Probabilities = np.ndarray | list[float]  # malignant; a list for a single prediction
+_Predictions = tuple[np.ndarray, Probabilities, Diagnoses]  # rows, probabilities, diagnoses
 JOIN_ROWS = 4096
 
 
@@ -154,7 +155,7 @@ class Tally:
         ]
         self._class_children = (PREDICTIONS.labels("benign"), PREDICTIONS.labels("malignant"))
 
-    def add_predictions(self, rows: np.ndarray, malignant: np.ndarray, flags: Diagnoses) -> None:
+    def add_predictions(self, rows: np.ndarray, malignant: Probabilities, flags: Diagnoses) -> None:
         """Queue one request's rows (NaN = null), malignant probabilities and diagnoses."""
         with self._lock:
             self._pending.append((rows, malignant, flags))
@@ -200,7 +201,7 @@ class Tally:
         cell_counts = np.zeros(len(self._feature_children), dtype=np.int64)
         for rows, malignant, flags in _joined(pending):
             n_malignant += int(np.count_nonzero(flags))
-            _observe_many(MALIGNANT_PROBABILITY, malignant)
+            _observe_many(MALIGNANT_PROBABILITY, np.asarray(malignant, dtype=np.float64))
             cells = np.where(np.isnan(rows), 0, rows).astype(np.intp) + _FEATURE_OFFSETS
             cell_counts += np.bincount(cells.ravel(), minlength=len(cell_counts))
         n_total = sum(len(malignant) for _, malignant, _ in pending)
@@ -225,7 +226,7 @@ class Tally:
 TALLY = Tally()
 
 
-def record_predictions(rows: np.ndarray, malignant: np.ndarray, flags: Diagnoses) -> None:
+def record_predictions(rows: np.ndarray, malignant: Probabilities, flags: Diagnoses) -> None:
     """Count one answered request's input values, malignant probabilities and diagnoses."""
     TALLY.add_predictions(rows, malignant, flags)
 

@@ -86,17 +86,23 @@ class Service:
     def scores(self, rows: np.ndarray) -> tuple[list[float], list[bool]]:
         """Malignant probabilities (rounded) and diagnoses (True: malignant) of validated rows
         (NaN = not measured), from one engine call, counted in the metrics."""
-        assert self.classifier is not None, "callers check `loaded` first"
-        malignant = self.classifier.malignant_probabilities(rows)
-        if len(malignant) <= _FEW:
-            flags: list[bool] = list(map(self.classifier.label, malignant.tolist()))
+        classifier = self.classifier
+        assert classifier is not None, "callers check `loaded` first"
+        if len(rows) == 1:  # a single prediction, without numpy calls (see `_FEW`)
+            probability = classifier.malignant_probability(rows.tolist()[0])
+            flag = classifier.label(probability)
+            metrics.record_predictions(rows, [probability], [flag])
+            return round6([probability]), [flag]
+        malignant = classifier.malignant_probabilities(rows)
+        if len(rows) <= _FEW:
+            probabilities = malignant.tolist()
+            flags = list(map(classifier.label, probabilities))
             metrics.record_predictions(rows, malignant, flags)
-        else:
-            labels = self.classifier.labels(malignant)
-            metrics.record_predictions(rows, malignant, labels)
-            flags = labels.tolist()
+            return round6(probabilities), flags
+        labels = classifier.labels(malignant)
+        metrics.record_predictions(rows, malignant, labels)
         # Rounded to 6 decimals: float32 inference carries no more, and answers stay readable.
-        return round6(malignant), flags
+        return round6(malignant), labels.tolist()
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
         """Each row's per-feature contributions to its malignant probability (rounded), (n, 9)."""
@@ -139,10 +145,10 @@ NONE_IMPUTED: tuple[str, ...] = ()
 _FEW = 8
 
 
-def round6(values: np.ndarray) -> list[float]:
+def round6(values: np.ndarray | list[float]) -> list[float]:
     """`values.round(6).tolist()`, exactly."""
-    if len(values) <= _FEW:
-        return [round(value * 1e6) / 1e6 for value in values.tolist()]
+    if isinstance(values, list):
+        return [round(value * 1e6) / 1e6 for value in values]
     return list(values.round(6).tolist())
 
 
