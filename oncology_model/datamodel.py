@@ -263,12 +263,19 @@ def _plain_rows(candidates: Sequence[object]) -> np.ndarray | None:
         flat = list(itertools.chain.from_iterable(map(_scores_of, items)))
     except KeyError:
         return None
-    if not set(map(type, flat)) <= _PLAIN_TYPES:
+    kinds = set(map(type, flat))
+    if not kinds <= _PLAIN_TYPES:
         return None
     try:
-        rows = np.array(flat, dtype=np.float64).reshape(len(items), len(FEATURES))  # None: NaN
-    except OverflowError:  # an integer beyond float range: out of range, said per item
+        if kinds == {int}:
+            # Every score measured: through bytes in one C pass, several times faster than
+            # numpy's conversion of Python ints (ValueError: beyond 0..255, out of range anyway).
+            values = np.frombuffer(bytearray(flat), dtype=np.uint8).astype(np.float64)
+        else:
+            values = np.array(flat, dtype=np.float64)  # None: NaN
+    except (ValueError, OverflowError):  # out of range (beyond float range too): said per item
         return None
+    rows = values.reshape(len(items), len(FEATURES))
     with np.errstate(invalid="ignore"):
         plain = ((rows >= SCORE_MIN) & (rows <= SCORE_MAX)) | np.isnan(rows)
     return rows if plain.all() else None
