@@ -88,17 +88,16 @@ class Service:
         (NaN = not measured), from one engine call, counted in the metrics."""
         classifier = self.classifier
         assert classifier is not None, "callers check `loaded` first"
-        if len(rows) == 1:  # a single prediction, without numpy calls (see `_FEW`)
-            probability = classifier.malignant_probability(rows.tolist()[0])
-            flag = classifier.label(probability)
-            metrics.record_predictions(rows, [probability], [flag])
-            return round6([probability]), [flag]
-        malignant = classifier.malignant_probabilities(rows)
-        if len(rows) <= _FEW:
-            probabilities = malignant.tolist()
+        if len(rows) <= _FEW:  # plain Python beats numpy's fixed cost per call (see `_FEW`)
+            probabilities = (
+                [classifier.malignant_probability(rows.tolist()[0])]  # no numpy call at all
+                if len(rows) == 1
+                else classifier.malignant_probabilities(rows).tolist()
+            )
             flags = list(map(classifier.label, probabilities))
-            metrics.record_predictions(rows, malignant, flags)
+            metrics.record_predictions(rows, probabilities, flags)
             return round6(probabilities), flags
+        malignant = classifier.malignant_probabilities(rows)
         labels = classifier.labels(malignant)
         metrics.record_predictions(rows, malignant, labels)
         # Rounded to 6 decimals: float32 inference carries no more, and answers stay readable.
