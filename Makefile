@@ -72,7 +72,7 @@ $(SERVING): Pipfile.lock pyproject.toml
 	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || { \
 		echo "==> Installing pipenv for $(PYTHON) (once)"; $(PYTHON) -m pip install --quiet pipenv; }
 	@echo "==> Installing what serving needs into $(VENV) from Pipfile.lock: numpy, onnxruntime, \
-	flask, flask-restx, gunicorn, orjson, prometheus-client (about 15 s)"
+	flask, flask-restx, gunicorn and its C parser (compiled here), orjson, prometheus-client (about 20 s)"
 	@$(SYNC) --categories packages
 	@echo "==> Compiling them to bytecode on every core"
 	@$(COMPILE) >/dev/null

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import runpy
 import socket
 import time
 import urllib.request
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gunicorn.config import Config
+from gunicorn.http import message
 
 from .conftest import MALIGNANT_JSON, SEED_JSON
 from .live_server import LiveServer, live_server
@@ -77,6 +80,18 @@ def test_413_reaches_a_client_waiting_for_an_early_answer(server: LiveServer) ->
     answer = raw_post(server, 50 * 1024 * 1024, None)
     assert answer.startswith(b"HTTP/1.1 413")
     assert b"4194304" in answer
+
+
+def test_served_configuration_parses_headers_in_c() -> None:
+    """gunicorn.conf.py with the locked packages takes gunicorn's C parser (gunicorn_h1c), not
+    the pure-Python one it falls back to silently when the module is missing or a setting
+    rules it out."""
+    settings = runpy.run_path(str(Path(__file__).parents[1] / "gunicorn.conf.py"))
+    config = Config()
+    for name, value in settings.items():
+        if name in config.settings:
+            config.set(name, value)
+    assert message._check_fast_parser(config) is True
 
 
 def test_server_stops_cleanly_by_pid(tmp_path: Path) -> None:
