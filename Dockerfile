@@ -1,6 +1,7 @@
 # Multi-stage build of the oncology web service.
-#   builder: installs the locked dependencies, takes the model given to `make image model=DIR`
-#            (verified) or trains it (deterministic, ~20 s), builds the wheel around it
+#   builder: installs the locked dependencies (compiling gunicorn's C parser), takes the model
+#            given to `make image model=DIR` (verified) or trains it (deterministic, ~20 s),
+#            builds the wheel around it
 #   training: the builder's training environment as a non-root image, for the Kubernetes training Job
 #   runtime (last, the default): only what serving needs, as a fixed non-root UID, read-only friendly
 ARG BASE_IMAGE=python:3.11-slim-bookworm
@@ -13,13 +14,26 @@ WORKDIR /src
 # pipenv only exports the lock; it never reaches the runtime image.
 RUN python3 -m venv /opt/pipenv && /opt/pipenv/bin/pip install --quiet pipenv==2026.10.3
 COPY Pipfile Pipfile.lock ./
+# gunicorn's C header parser (gunicorn_h1c) is published as source only: a compiler, and Python's
+# headers where the base lacks them, build it here and leave in the same layer (the apt-mark dance
+# of the official images), so neither the training nor the runtime image carries a compiler.
 RUN /opt/pipenv/bin/pipenv requirements --hash --categories packages > serve.txt \
     && /opt/pipenv/bin/pipenv requirements --hash --categories "packages train" > train.txt \
+    && base_packages="$(apt-mark showmanual)" \
+    && build_tools="gcc libc6-dev" \
+    && include="$(python3 -c 'import sysconfig; print(sysconfig.get_path("include"))')" \
+    && { test -f "$include/Python.h" || build_tools="$build_tools python3-dev"; } \
+    && apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends $build_tools >/dev/null \
     && python3 -m venv /opt/train \
     && /opt/train/bin/pip install --quiet --require-hashes -r train.txt \
     && /opt/train/bin/pip install --quiet setuptools==84.2.1 \
     && python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --quiet --require-hashes -r serve.txt
+    && /opt/venv/bin/pip install --quiet --require-hashes -r serve.txt \
+    && apt-mark auto '.*' >/dev/null \
+    && apt-mark manual $base_packages >/dev/null \
+    && apt-get purge -y -qq --auto-remove -o APT::AutoRemove::RecommendsImportant=false >/dev/null \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY oncology_model ./oncology_model
 # `make image model=DIR` stages DIR's artifacts here; left empty, the build trains as it always has.

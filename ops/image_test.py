@@ -240,6 +240,10 @@ def check_image(image: str, version: str) -> dict[str, object]:
         assert whoami.stdout.strip() == UID, whoami.stdout
         write = docker("exec", container, "touch", "/app/x", check=False)
         assert write.returncode != 0, "the root filesystem is writable"
+        parser = docker("exec", container, "python", "-c", "import gunicorn_h1c", check=False)
+        assert parser.returncode == 0, "no C header parser for gunicorn:\n" + parser.stderr
+        compiler = docker("exec", container, "sh", "-c", "command -v gcc cc", check=False)
+        assert compiler.returncode != 0, "a compiler in the runtime image: " + compiler.stdout
 
         health = "starting"
         deadline = time.monotonic() + 20
@@ -270,6 +274,11 @@ def train_as_the_job(image: str, data: Path, out: Path) -> Path:
     )  # fmt: skip
     assert result.returncode == 0, f"training Job failed:\n{result.stdout}\n{result.stderr}"
     assert "chosen:" in result.stdout, result.stdout
+    compiler = docker(
+        "run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c", "command -v gcc cc",
+        check=False,
+    )  # fmt: skip
+    assert compiler.returncode != 0, "a compiler in the training image: " + compiler.stdout
     say(f"trained as the Job in {time.monotonic() - started:.0f} s")
     artifacts = out / "artifacts"
     version = model_version(artifacts)
