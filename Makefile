@@ -72,7 +72,8 @@ $(SERVING): Pipfile.lock pyproject.toml
 	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || { \
 		echo "==> Installing pipenv for $(PYTHON) (once)"; $(PYTHON) -m pip install --quiet pipenv; }
 	@echo "==> Installing what serving needs into $(VENV) from Pipfile.lock: numpy, onnxruntime, \
-	flask, flask-restx, gunicorn and its C parser (compiled here), orjson, prometheus-client (about 20 s)"
+	flask, flask-restx, gunicorn and its C parser, orjson, prometheus-client (about 10 s; the first time \
+	about 25 s: pip compiles the parser and keeps the wheel in its cache)"
 	@$(SYNC) --categories packages
 	@echo "==> Compiling them to bytecode on every core"
 	@$(COMPILE) >/dev/null
