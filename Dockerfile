@@ -17,23 +17,25 @@ COPY Pipfile Pipfile.lock ./
 # gunicorn's C header parser (gunicorn_h1c) is published as source only: a compiler, and Python's
 # headers where the base lacks them, build it here and leave in the same layer (the apt-mark dance
 # of the official images), so neither the training nor the runtime image carries a compiler.
+# Build tools only, gone by the end of the layer: their versions are the base's Debian release's.
+# hadolint ignore=DL3008
 RUN /opt/pipenv/bin/pipenv requirements --hash --categories packages > serve.txt \
     && /opt/pipenv/bin/pipenv requirements --hash --categories "packages train" > train.txt \
-    && base_packages="$(apt-mark showmanual)" \
-    && build_tools="gcc libc6-dev" \
-    && include="$(python3 -c 'import sysconfig; print(sysconfig.get_path("include"))')" \
-    && { test -f "$include/Python.h" || build_tools="$build_tools python3-dev"; } \
+    && apt-mark showmanual > /tmp/base-packages \
     && apt-get update -qq \
-    && apt-get install -y -qq --no-install-recommends $build_tools >/dev/null \
+    && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
+    && include="$(python3 -c 'import sysconfig; print(sysconfig.get_path("include"))')" \
+    && { test -f "$include/Python.h" \
+         || apt-get install -y -qq --no-install-recommends python3-dev >/dev/null; } \
     && python3 -m venv /opt/train \
     && /opt/train/bin/pip install --quiet --require-hashes -r train.txt \
     && /opt/train/bin/pip install --quiet setuptools==84.2.1 \
     && python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --quiet --require-hashes -r serve.txt \
     && apt-mark auto '.*' >/dev/null \
-    && apt-mark manual $base_packages >/dev/null \
+    && xargs --no-run-if-empty apt-mark manual < /tmp/base-packages >/dev/null \
     && apt-get purge -y -qq --auto-remove -o APT::AutoRemove::RecommendsImportant=false >/dev/null \
-    && rm -rf /var/lib/apt/lists/*
+    && rm -rf /var/lib/apt/lists/* /tmp/base-packages
 COPY pyproject.toml README.md ./
 COPY oncology_model ./oncology_model
 # `make image model=DIR` stages DIR's artifacts here; left empty, the build trains as it always has.
