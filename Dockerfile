@@ -15,9 +15,9 @@ WORKDIR /src
 RUN python3 -m venv /opt/pipenv && /opt/pipenv/bin/pip install --quiet pipenv==2026.10.3
 COPY Pipfile Pipfile.lock ./
 # gunicorn's C header parser (gunicorn_h1c) is published as source only: a compiler, and Python's
-# headers where the base lacks them, build it here and leave in the same layer (the apt-mark dance
-# of the official images), so neither the training nor the runtime image carries a compiler.
-# Build tools only, gone by the end of the layer: their versions are the base's Debian release's.
+# headers where the base lacks them, build it here and are removed again in the same layer (the
+# apt-mark dance of the official images), so neither the training nor the runtime image carries
+# a compiler. Not pinned (DL3008): build tools only, whatever the base's Debian release ships.
 # hadolint ignore=DL3008
 RUN /opt/pipenv/bin/pipenv requirements --hash --categories packages > serve.txt \
     && /opt/pipenv/bin/pipenv requirements --hash --categories "packages train" > train.txt \
