@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from enum import Enum
 from typing import Any, ClassVar, cast
 
@@ -260,7 +260,7 @@ def _plain_rows(candidates: Sequence[object]) -> np.ndarray | None:
     if set(map(len, items)) != {len(FEATURES)}:
         return None
     try:
-        flat = list(itertools.chain.from_iterable(map(_scores_of, items)))
+        flat = list(itertools.chain.from_iterable(map(_scores_getter(items[0]), items)))
     except KeyError:
         return None
     kinds = set(map(type, flat))
@@ -282,6 +282,15 @@ def _plain_rows(candidates: Sequence[object]) -> np.ndarray | None:
 
 
 _FEW = 8  # up to this many items, a plain loop beats numpy's fixed cost per call
+
+
+def _scores_getter(first: dict[str, Any]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """`_scores_of`, looking the nine fields up with `first`'s own key strings (KeyError if it
+    lacks one). orjson, like Python's json, gives every object of a body the same key objects,
+    and a dict finds the very same object without comparing characters: over a batch this step
+    takes little more than half the time."""
+    keys = {key: key for key in first}
+    return operator.itemgetter(*(keys[name] for name in FEATURES))
 
 
 def _few_plain_rows(candidates: Sequence[object]) -> np.ndarray | None:

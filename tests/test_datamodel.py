@@ -182,10 +182,24 @@ _TUMORS = st.one_of(
 )
 
 
+def _rekeyed(item: dict[str, object], order: list[str]) -> dict[str, object]:
+    """`item` with its keys in `order`, each key a string object of its own."""
+    return {name.encode().decode(): item[name] for name in order}
+
+
+# Valid tumors as other clients and parsers send them: fields in any order, keys not shared.
+_REKEYED = st.builds(
+    _rekeyed,
+    st.fixed_dictionaries({n: st.integers(1, 10) for n in FEATURES}),
+    st.permutations(FEATURES),
+)
+
+
 @given(
     st.one_of(
         st.lists(_TUMORS, min_size=1, max_size=8),  # the few-items pass
         st.lists(_TUMORS, min_size=9, max_size=30),  # the whole-list pass
+        st.lists(_REKEYED | _TUMORS, min_size=9, max_size=30),
         st.lists(st.fixed_dictionaries({n: st.integers(1, 10) for n in FEATURES}), min_size=9),
     )
 )
