@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
+import numpy as np
 import orjson
 
 from oncology_model.datamodel import InvalidTumorError, validate_rows
@@ -40,13 +41,19 @@ def answer_batch(
     if is_csv(environ):
         rows = csv_rows(environ, max_bytes, max_batch)
     else:
-        tumors = batch_items(read_json(environ, max_bytes, csv_too=True), max_batch)
-        record_batch_size(len(tumors))
-        rows = validate_rows(tumors, "tumors")
+        rows = json_rows(environ, max_bytes, max_batch)
     answers = with_model(service).predictions(rows, explain=explain)
     if wants_csv(environ):
         return csv_answer(answers, explain=explain), CSV_ANSWER
     return orjson.dumps({"predictions": answers}), JSON
+
+
+def json_rows(environ: dict[str, Any], max_bytes: int, max_batch: int) -> np.ndarray:
+    """The validated rows of a JSON batch body. The parsed tumors are freed on return, before
+    the answers are built: those then reuse the parsed objects' memory."""
+    tumors = batch_items(read_json(environ, max_bytes, csv_too=True), max_batch)
+    record_batch_size(len(tumors))
+    return validate_rows(tumors, "tumors")
 
 
 def with_model(service: Service) -> Service:
