@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any, ClassVar, cast
 
 import numpy as np
+import orjson
 
 FEATURES: tuple[str, ...] = (
     "clump_thickness",
@@ -92,7 +93,7 @@ def score_error(value: object) -> str | None:
     """The rule `value` breaks as a score, or None when it is a valid score (or null)."""
     if value is None:
         return None
-    if type(value) is int:  # not isinstance: a bool is an int to Python, never a score
+    if isinstance(value, int) and not isinstance(value, bool):  # a bool is never a score
         return None if SCORE_MIN <= value <= SCORE_MAX else f"{value} is out of range: {SCORE_RULE}"
     if type(value) is float:
         # JSON has one number type: 5.0 is the integer 5, but 2.5, NaN and Infinity are not.
@@ -263,18 +264,14 @@ def _plain_rows(candidates: Sequence[object]) -> np.ndarray | None:
         flat = list(itertools.chain.from_iterable(map(_scores_getter(items[0]), items)))
     except KeyError:
         return None
-    kinds = set(map(type, flat))
-    if not kinds <= _PLAIN_TYPES:
-        return None
-    try:
-        if kinds == {int}:
-            # Every score measured: through bytes in one C pass, several times faster than
-            # numpy's conversion of Python ints (ValueError: beyond 0..255, out of range anyway).
-            values = np.frombuffer(bytearray(flat), dtype=np.uint8).astype(np.float64)
-        else:
+    values = _small_ints(flat)
+    if values is None:  # a null (not measured) or another kind of score: each one's type
+        if not set(map(type, flat)) <= _PLAIN_TYPES:
+            return None
+        try:
             values = np.array(flat, dtype=np.float64)  # None: NaN
-    except (ValueError, OverflowError):  # out of range (beyond float range too): said per item
-        return None
+        except (ValueError, OverflowError):  # beyond float range: said per item
+            return None
     rows = values.reshape(len(items), len(FEATURES))
     with np.errstate(invalid="ignore"):
         plain = ((rows >= SCORE_MIN) & (rows <= SCORE_MAX)) | np.isnan(rows)
@@ -282,6 +279,25 @@ def _plain_rows(candidates: Sequence[object]) -> np.ndarray | None:
 
 
 _FEW = 8  # up to this many items, a plain loop beats numpy's fixed cost per call
+
+
+def _small_ints(scores: list[Any]) -> np.ndarray | None:
+    """The scores as floats if each is an int (of any int type but bool) from 0 to 255, else
+    None.
+
+    Two C passes, faster than checking each score's type (a third of the validation of a
+    10,000-tumor batch): bytes take ints from 0 to 255 and whatever converts to one, bools too
+    (as 1 and 0); orjson then writes a bool as true or false, and refuses what is not an int
+    (numpy's ints, say).
+    """
+    try:
+        as_bytes = bytearray(scores)
+        text = orjson.dumps(scores)
+    except (TypeError, ValueError):
+        return None
+    if b"true" in text or b"false" in text:
+        return None
+    return np.frombuffer(as_bytes, dtype=np.uint8).astype(np.float64)
 
 
 def _scores_getter(first: dict[str, Any]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import venv
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -364,7 +365,8 @@ def publish_wheel(artifacts: Path, version: str, work: Path) -> dict[str, object
             venv.create(env_dir, with_pip=True)
             pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet"]
             # The dependencies from the usual index; the package only from the loopback one.
-            subprocess.run([*pip, "numpy", "onnxruntime"], check=True, capture_output=True)
+            project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+            subprocess.run([*pip, *project["dependencies"]], check=True, capture_output=True)
             subprocess.run(
                 [*pip, "--index-url", index.simple_url, f"oncology-model=={version}"],
                 check=True, capture_output=True,

@@ -6,6 +6,7 @@ those lines carry `type: ignore` for mypy.
 
 from __future__ import annotations
 
+import enum
 import math
 
 import numpy as np
@@ -68,6 +69,23 @@ def test_each_bad_score_is_named_with_its_rule(value: object, rule: str) -> None
     assert list(caught.value.errors) == ["mitoses"]
     assert rule in caught.value.errors["mitoses"]
     assert "1 to 10" in caught.value.errors["mitoses"]
+
+
+class _Grade(enum.IntEnum):
+    LOW = 1
+    HIGH = 10
+    TOO_HIGH = 11
+
+
+def test_a_score_may_be_any_int_but_a_bool() -> None:
+    tumor = Tumor.from_dict({**SEED, "mitoses": _Grade.HIGH})
+    assert tumor.mitoses == 10 and type(tumor.mitoses) is int
+    with pytest.raises(InvalidTumorError) as caught:
+        Tumor.from_dict({**SEED, "mitoses": _Grade.TOO_HIGH})
+    assert "11 is out of range" in caught.value.errors["mitoses"]
+    with pytest.raises(InvalidTumorError) as caught:
+        Tumor.from_dict({**SEED, "mitoses": np.int64(5)})
+    assert "got a value of type int64" in caught.value.errors["mitoses"]
 
 
 def test_every_bad_field_is_reported_at_once() -> None:
@@ -187,11 +205,17 @@ def _rekeyed(item: dict[str, object], order: list[str]) -> dict[str, object]:
     return {name.encode().decode(): item[name] for name in order}
 
 
+_VALID = st.fixed_dictionaries({n: st.integers(1, 10) for n in FEATURES})
 # Valid tumors as other clients and parsers send them: fields in any order, keys not shared.
-_REKEYED = st.builds(
-    _rekeyed,
-    st.fixed_dictionaries({n: st.integers(1, 10) for n in FEATURES}),
-    st.permutations(FEATURES),
+_REKEYED = st.builds(_rekeyed, _VALID, st.permutations(FEATURES))
+# Valid tumors but for one score that bytes take for an int from 0 to 255, or nearly.
+_INT_LIKE = st.builds(
+    lambda item, name, value: {**item, name: value},
+    _VALID,
+    st.sampled_from(FEATURES),
+    st.sampled_from(
+        [True, False, np.int64(5), np.bool_(True), _Grade.LOW, _Grade.TOO_HIGH, 0, 255, 256]
+    ),
 )
 
 
@@ -200,7 +224,8 @@ _REKEYED = st.builds(
         st.lists(_TUMORS, min_size=1, max_size=8),  # the few-items pass
         st.lists(_TUMORS, min_size=9, max_size=30),  # the whole-list pass
         st.lists(_REKEYED | _TUMORS, min_size=9, max_size=30),
-        st.lists(st.fixed_dictionaries({n: st.integers(1, 10) for n in FEATURES}), min_size=9),
+        st.lists(_INT_LIKE | _VALID, min_size=9, max_size=30),
+        st.lists(_VALID, min_size=9),
     )
 )
 @settings(max_examples=600, deadline=None)
