@@ -14,8 +14,9 @@
    the training distribution that drift monitoring compares live traffic with.
 
 Determinism: seeds are fixed and the outputs are written in a fixed form, so the same data, seed
-and library versions give byte-identical `model.onnx` and `model.joblib`. The one varying field is
-the training date in `metadata.json`; set SOURCE_DATE_EPOCH to fix it too.
+and library versions give byte-identical `model.onnx` and `model.joblib`, on any x86-64 machine
+(see `PINNED_BLAS`). The one varying field is the training date in `metadata.json`; set
+SOURCE_DATE_EPOCH to fix it too.
 """
 
 from __future__ import annotations
@@ -73,6 +74,11 @@ ONNX_OPSET = 17
 ONNX_INPUT = "tumors"
 ONNX_OUTPUT = "probabilities"
 METRICS = ("roc_auc", "accuracy", "sensitivity", "specificity", "brier")
+# OpenBLAS (under numpy and scipy) picks its kernels by CPU model, and kernels for two CPUs can
+# round the same float64 sums differently in the last bit: the fitted coefficients would depend on
+# the machine. The command line trains with one kernel, on one thread, on every x86-64 machine
+# (any with AVX2, 2013 on). OpenBLAS reads these only when it loads, hence the re-run.
+PINNED_BLAS = {"OPENBLAS_CORETYPE": "Zen", "OPENBLAS_NUM_THREADS": "1"}
 
 
 @dataclass(frozen=True)
@@ -404,6 +410,8 @@ DEFAULT_OUT = Path("build/model")
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: train on the bundled data (or given files or folders), write the artifacts."""
+    if argv is None:
+        _pin_blas()
     parser = argparse.ArgumentParser(prog="oncology-train", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--data",
@@ -450,6 +458,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"oncology-train: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _pin_blas() -> None:
+    """Run this command again with `PINNED_BLAS` in its environment, unless it is there already."""
+    if platform.machine() not in ("x86_64", "AMD64") or os.name != "posix":
+        return
+    if all(os.environ.get(name) == value for name, value in PINNED_BLAS.items()):
+        return
+    sys.stdout.flush()
+    os.execve(sys.executable, sys.orig_argv, {**os.environ, **PINNED_BLAS})
 
 
 if __name__ == "__main__":
