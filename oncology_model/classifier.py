@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import onnxruntime
 
 from oncology_model.datamodel import FEATURES, Prediction, Tumor
@@ -87,7 +88,7 @@ class Classifier:
         # What the model saw and predicted at training, for drift monitoring (None: older model).
         self.drift_reference: DriftReference | None = DriftReference.from_metadata(self.metadata)
 
-    def malignant_probabilities(self, rows: np.ndarray) -> np.ndarray:
+    def malignant_probabilities(self, rows: npt.ArrayLike) -> np.ndarray:
         """Malignant probability of each (n, 9) row (NaN where not measured), in one engine call."""
         rows = np.asarray(rows)
         if rows.size == len(FEATURES):

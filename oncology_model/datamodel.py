@@ -311,6 +311,14 @@ def _scores_getter(first: dict[str, Any]) -> Callable[[dict[str, Any]], tuple[An
 
 def _few_plain_rows(candidates: Sequence[object]) -> np.ndarray | None:
     """`_plain_rows` for a few items, one score at a time: the same rules."""
+    flat = _few_plain_scores(candidates)
+    if flat is None:
+        return None
+    return np.array(flat, dtype=np.float64).reshape(len(candidates), len(FEATURES))
+
+
+def _few_plain_scores(candidates: Sequence[object]) -> list[Score] | None:
+    """The scores of a few items, row-major, if every item is plainly valid, else None."""
     flat: list[Score] = []
     for item in candidates:
         if type(item) is not dict or len(item) != len(FEATURES):
@@ -325,7 +333,18 @@ def _few_plain_rows(candidates: Sequence[object]) -> np.ndarray | None:
             ):
                 return None
         flat.extend(scores)
-    return np.array(flat, dtype=np.float64).reshape(len(candidates), len(FEATURES))
+    return flat
+
+
+def validate_row(item: object) -> list[float]:
+    """`validate_rows` for one item, as a list of nine numbers (NaN for null): the same rules,
+    errors and figures, without numpy's fixed cost per call (a single prediction makes none)."""
+    scores = _few_plain_scores((item,))
+    if scores is None:
+        return list(validate_rows([item])[0].tolist())  # raises the errors, or converts 5.0
+    if None in scores:
+        return [math.nan if score is None else score for score in scores]
+    return cast(list[float], scores)
 
 
 def validate_flat(values: Sequence[object] | np.ndarray, path: str) -> np.ndarray:

@@ -19,6 +19,7 @@ from oncology_model.datamodel import (
     InvalidTumorError,
     Prediction,
     Tumor,
+    validate_row,
     validate_rows,
 )
 
@@ -245,3 +246,21 @@ def test_validate_rows_equals_the_datamodel_item_by_item(items: list[object]) ->
         assert caught.value.errors == expected_errors
     else:
         np.testing.assert_array_equal(validate_rows(items, "tumors"), np.array(expected_rows))
+
+
+@given(_TUMORS | _REKEYED | _INT_LIKE)
+@settings(max_examples=600, deadline=None)
+def test_validate_row_equals_validate_rows_for_one_item(item: object) -> None:
+    """A single prediction's path without numpy gives the batch path's row (as plain numbers,
+    NaN for null) or the same errors."""
+    try:
+        expected = validate_rows([item])[0]
+    except InvalidTumorError as error:
+        with pytest.raises(InvalidTumorError) as caught:
+            validate_row(item)
+        assert caught.value.errors == error.errors
+        return
+    row = validate_row(item)
+    assert type(row) is list
+    assert all(type(value) in (int, float) for value in row), row
+    np.testing.assert_array_equal(np.array(row), expected)

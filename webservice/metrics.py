@@ -102,9 +102,12 @@ _FEATURE_OFFSETS = np.arange(len(FEATURES)) * len(VALUE_LABELS)
 FLUSH_SECONDS = 1.0
 
 
+# Validated rows (NaN = not measured): an (n, 9) array, or a list of one row for a single
+# prediction (`validate_row`), which then makes no numpy call at all.
+Rows = np.ndarray | list[list[float]]
 Diagnoses = np.ndarray | list[bool]  # True: malignant; a list for the few rows of a single request
 Probabilities = np.ndarray | list[float]  # malignant; a list for a single prediction
-_Predictions = tuple[np.ndarray, Probabilities, Diagnoses]  # rows, probabilities, diagnoses
+_Predictions = tuple[Rows, Probabilities, Diagnoses]  # rows, probabilities, diagnoses
 JOIN_ROWS = 4096
 
 
@@ -155,7 +158,7 @@ class Tally:
         ]
         self._class_children = (PREDICTIONS.labels("benign"), PREDICTIONS.labels("malignant"))
 
-    def add_predictions(self, rows: np.ndarray, malignant: Probabilities, flags: Diagnoses) -> None:
+    def add_predictions(self, rows: Rows, malignant: Probabilities, flags: Diagnoses) -> None:
         """Queue one request's rows (NaN = null), malignant probabilities and diagnoses."""
         with self._lock:
             self._pending.append((rows, malignant, flags))
@@ -226,7 +229,7 @@ class Tally:
 TALLY = Tally()
 
 
-def record_predictions(rows: np.ndarray, malignant: Probabilities, flags: Diagnoses) -> None:
+def record_predictions(rows: Rows, malignant: Probabilities, flags: Diagnoses) -> None:
     """Count one answered request's input values, malignant probabilities and diagnoses."""
     TALLY.add_predictions(rows, malignant, flags)
 

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 import numpy as np
 import orjson
 
-from oncology_model.datamodel import InvalidTumorError, validate_rows
+from oncology_model.datamodel import InvalidTumorError, validate_row, validate_rows
 from webservice.csvbody import CSV_ANSWER, csv_answer, csv_rows, is_csv, wants_csv
 from webservice.jsonbody import read_json
 from webservice.metrics import record_batch_size
@@ -28,7 +28,7 @@ Answer = tuple[bytes, str]
 def answer_single(environ: dict[str, Any], service: Service, *, max_bytes: int) -> Answer:
     """POST /v1/predictions: the JSON answer for one tumor."""
     explain = explain_requested(environ)
-    rows = validate_rows([read_json(environ, max_bytes)])
+    rows = [validate_row(read_json(environ, max_bytes))]
     return orjson.dumps(with_model(service).predictions(rows, explain=explain)[0]), JSON
 
 

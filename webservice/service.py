@@ -13,6 +13,7 @@ from oncology_model.datamodel import FEATURES
 from oncology_model.integrity import ONNX_FILE
 from oncology_model.verify import verified_classifier
 from webservice import metrics
+from webservice.metrics import Rows
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +84,14 @@ class Service:
         assert self.classifier is not None, "callers check `loaded` first"
         return self.classifier.threshold
 
-    def scores(self, rows: np.ndarray) -> tuple[list[float], list[bool]]:
+    def scores(self, rows: Rows) -> tuple[list[float], list[bool]]:
         """Malignant probabilities (rounded) and diagnoses (True: malignant) of validated rows
         (NaN = not measured), from one engine call, counted in the metrics."""
         classifier = self.classifier
         assert classifier is not None, "callers check `loaded` first"
         if len(rows) <= _FEW:  # plain Python beats numpy's fixed cost per call (see `_FEW`)
             probabilities = (
-                [classifier.malignant_probability(rows.tolist()[0])]  # no numpy call at all
+                [classifier.malignant_probability(_as_lists(rows)[0])]  # no numpy call at all
                 if len(rows) == 1
                 else classifier.malignant_probabilities(rows).tolist()
             )
@@ -108,7 +109,7 @@ class Service:
         assert self.classifier is not None, "callers check `loaded` first"
         return self.classifier.contributions(rows).round(6)
 
-    def predictions(self, rows: np.ndarray, *, explain: bool = False) -> list[dict[str, Any]]:
+    def predictions(self, rows: Rows, *, explain: bool = False) -> list[dict[str, Any]]:
         """One answer per validated row (NaN = not measured), from one engine call: JSON-ready
         dicts, `imputed` a tuple of the names of the scores not measured (a JSON array)."""
         malignant, flags = self.scores(rows)
@@ -128,7 +129,7 @@ class Service:
                 name for name, missing in zip(FEATURES, absent, strict=True) if missing
             )
         if explain:
-            contributions = self.contributions(rows).tolist()
+            contributions = self.contributions(np.asarray(rows)).tolist()
             for answer, deltas in zip(answers, contributions, strict=True):
                 answer["contributions"] = dict(zip(FEATURES, deltas, strict=True))
         return answers
@@ -158,11 +159,15 @@ def complements6(probabilities: list[float]) -> list[float]:
     return round6(1.0 - np.array(probabilities))
 
 
-def not_measured(rows: np.ndarray) -> list[tuple[int, list[bool]]]:
+def _as_lists(rows: Rows) -> list[list[float]]:
+    return rows if isinstance(rows, list) else list(rows.tolist())
+
+
+def not_measured(rows: Rows) -> list[tuple[int, list[bool]]]:
     """(index, which of the nine scores are NaN) for each row with a score not measured."""
     if len(rows) <= _FEW:
         found = []
-        for index, row in enumerate(rows.tolist()):
+        for index, row in enumerate(_as_lists(rows)):
             total = sum(row)  # NaN if any score is (validated scores are finite otherwise)
             if total != total:
                 found.append((index, [value != value for value in row]))
