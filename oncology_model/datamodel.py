@@ -253,7 +253,8 @@ def _plain_rows(candidates: Sequence[object]) -> np.ndarray | None:
     if not candidates:
         return np.empty((0, len(FEATURES)))
     if len(candidates) <= _FEW:
-        return _few_plain_rows(candidates)
+        flat = _few_plain_scores(candidates)
+        return None if flat is None else np.array(flat, dtype=np.float64).reshape(-1, len(FEATURES))
     if set(map(type, candidates)) != {dict}:
         return None
     items = cast(Sequence[dict[str, Any]], candidates)
@@ -309,16 +310,9 @@ def _scores_getter(first: dict[str, Any]) -> Callable[[dict[str, Any]], tuple[An
     return operator.itemgetter(*(keys[name] for name in FEATURES))
 
 
-def _few_plain_rows(candidates: Sequence[object]) -> np.ndarray | None:
-    """`_plain_rows` for a few items, one score at a time: the same rules."""
-    flat = _few_plain_scores(candidates)
-    if flat is None:
-        return None
-    return np.array(flat, dtype=np.float64).reshape(len(candidates), len(FEATURES))
-
-
 def _few_plain_scores(candidates: Sequence[object]) -> list[Score] | None:
-    """The scores of a few items, row-major, if every item is plainly valid, else None."""
+    """The scores of a few items, row-major, if every item is plainly valid (the rules of
+    `_plain_rows`, one score at a time), else None."""
     flat: list[Score] = []
     for item in candidates:
         if type(item) is not dict or len(item) != len(FEATURES):

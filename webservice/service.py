@@ -104,10 +104,10 @@ class Service:
         # Rounded to 6 decimals: float32 inference carries no more, and answers stay readable.
         return round6(malignant), labels.tolist()
 
-    def contributions(self, rows: np.ndarray) -> np.ndarray:
+    def contributions(self, rows: Rows) -> np.ndarray:
         """Each row's per-feature contributions to its malignant probability (rounded), (n, 9)."""
         assert self.classifier is not None, "callers check `loaded` first"
-        return self.classifier.contributions(rows).round(6)
+        return self.classifier.contributions(np.asarray(rows)).round(6)
 
     def predictions(self, rows: Rows, *, explain: bool = False) -> list[dict[str, Any]]:
         """One answer per validated row (NaN = not measured), from one engine call: JSON-ready
@@ -129,7 +129,7 @@ class Service:
                 name for name, missing in zip(FEATURES, absent, strict=True) if missing
             )
         if explain:
-            contributions = self.contributions(np.asarray(rows)).tolist()
+            contributions = self.contributions(rows).tolist()
             for answer, deltas in zip(answers, contributions, strict=True):
                 answer["contributions"] = dict(zip(FEATURES, deltas, strict=True))
         return answers
