@@ -148,12 +148,17 @@ class Classifier:
         answers: pd.DataFrame = predict_frame(self, frame, explain=explain)
         return answers
 
-    def contributions(self, rows: np.ndarray) -> np.ndarray:
+    def contributions(self, rows: np.ndarray, *, decimals: int | None = None) -> np.ndarray:
         """Exact Shapley values of the malignant probability of each row against the baseline
         tumor (every score at its training median): shape (n, 9), each row summing to
-        p(row) - `baseline_probability`. 512 evaluations per row, one engine call per 1,024 rows
-        (see `oncology_model.explaining`)."""
-        return exact_shapley(self.malignant_probabilities, rows, self.medians)
+        p(row) - `baseline_probability`, rounded to `decimals` when given. A zero is always
+        0.0, never -0.0. 512 evaluations per row, one engine call per 1,024 rows (see
+        `oncology_model.explaining`)."""
+        values = exact_shapley(self.malignant_probabilities, rows, self.medians)
+        if decimals is not None:
+            values = values.round(decimals)
+        # A tiny negative rounding error (or rounded to nothing) is -0.0; adding 0.0 makes it 0.0.
+        return values + 0.0
 
 
 def _bound_run(

@@ -19,6 +19,8 @@ from oncology_model.datamodel import (
     SCORE_MAX,
     SCORE_MIN,
     InvalidTumorError,
+    cell_error,
+    cell_value,
     score_error,
 )
 
@@ -82,7 +84,8 @@ def frame_rows(frame: pd.DataFrame) -> np.ndarray:
 
 def _column_values(column: pd.Series, name: str, bad: list[tuple[int, str, str]]) -> np.ndarray:
     """A column as floats (NaN: not measured); each bad cell appended to `bad` (position,
-    name, rule). Numeric columns are checked at once; others cell by cell."""
+    name, rule). Numeric columns are checked at once; others cell by cell, text cells under the
+    CSV reader's rules (`" 4"` is 4, `"?"` and `""` are not measured)."""
     dtype = column.dtype
     numeric = pd.api.types.is_numeric_dtype(dtype)
     if (
@@ -101,12 +104,12 @@ def _column_values(column: pd.Series, name: str, bad: list[tuple[int, str, str]]
     values = np.empty(len(column), dtype=np.float64)
     for i, cell in enumerate(column.to_numpy(dtype=object).tolist()):
         value = _plain(cell)
-        if value is None:
-            values[i] = np.nan
-            continue
-        error = score_error(value)
+        if isinstance(value, str):
+            error, value = cell_error(value), cell_value(value)
+        else:
+            error = score_error(value)
         if error is None:
-            values[i] = value
+            values[i] = np.nan if value is None else value
         else:
             bad.append((i, name, error))
     return values
@@ -135,7 +138,7 @@ def prediction_frame(classifier: Classifier, rows: np.ndarray, *, explain: bool)
     }
     if explain:
         contributions = (
-            classifier.contributions(rows).round(6) if len(rows) else np.empty((0, len(FEATURES)))
+            classifier.contributions(rows, decimals=6) if len(rows) else np.empty((0, len(FEATURES)))
         )
         columns.update(zip(CONTRIBUTION_COLUMNS, contributions.T, strict=True))
     answers = pd.DataFrame(columns)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -418,3 +419,45 @@ def test_flask_resources_answer_exactly_as_the_lane(app: Any, path: str, payload
     assert through_lane.status == through_flask.status
     assert through_lane.headers["Content-Type"] == through_flask.headers["Content-Type"]
     assert through_lane.get_json() == json.loads(through_flask.get_data())
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers"),
+    [
+        ("/v1/predictions?explain=true", json.dumps(SEED_JSON), {}),
+        ("/v1/predictions/batch?explain=true", json.dumps({"tumors": [SEED_JSON] * 2}), {}),
+        (
+            "/v1/predictions/batch?explain=true",
+            ",".join(FEATURES) + "\n" + ",".join(str(v or "") for v in SEED_JSON.values()),
+            {"Content-Type": "text/csv", "Accept": "text/csv"},
+        ),
+        (
+            "/v2/models/oncology/infer",
+            json.dumps(
+                {
+                    "inputs": [
+                        {"name": "tumors", "shape": [1, 9], "datatype": "FP64",
+                         "data": list(SEED_JSON.values())}  # fmt: skip
+                    ],
+                    "parameters": {"explain": True},
+                }
+            ),
+            {},
+        ),
+    ],
+)
+def test_zero_contributions_are_never_negative_zero(
+    client: FlaskClient, path: str, body: str, headers: dict[str, str]
+) -> None:
+    """README's tumor: the fields at their median (or null) contribute exactly 0, written `0.0`."""
+    headers = {"Content-Type": "application/json", **headers}
+    response = client.post(path, data=body, headers=headers)
+    assert response.status_code == 200, response.data
+    text = response.get_data(as_text=True)
+    if response.content_type.startswith("text/csv"):
+        cells = [cell for line in text.splitlines() for cell in line.split(",")]
+    else:
+        cells = re.findall(r"-?[0-9][0-9.e-]*", text)
+    zeros = [cell for cell in cells if cell.lstrip("-").strip("0.") == "" and "0" in cell]
+    assert zeros, text  # README's tumor has fields at their median
+    assert all(not zero.startswith("-") for zero in zeros), text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
@@ -99,9 +100,36 @@ def test_bad_cells_are_named_by_row_label_and_column_all_at_once(classifier: Cla
     }  # fmt: skip
     assert "out of range" in errors["row a.mitoses"]
     assert "not a whole number" in errors["row b.mitoses"]
-    assert "string" in errors["row c.mitoses"]
+    assert "'x' is not a number" in errors["row c.mitoses"]
     assert "boolean" in errors["row a.clump_thickness"]
     assert "out of range" in errors["row a.bare_nuclei"]
+
+
+def test_text_columns_blame_only_their_bad_cells(classifier: Classifier) -> None:
+    """One `abc` makes pandas read the whole column as text: the good cells are still read as
+    the numbers they stand for (the CSV reader's rules), and only the bad one is named."""
+    header = ",".join(["sample_code_number", *FEATURES])
+    text = "\n".join(
+        [header, "P-1,4,1,2,1,2,?,1,1,1", "P-2,abc,1,1,1,2,1,1,1,1", "P-3, 10 ,1,1,1,2,,1,1,1"]
+    )
+    frame = pd.read_csv(io.StringIO(text), index_col="sample_code_number")
+    assert not pd.api.types.is_numeric_dtype(frame["clump_thickness"])
+    with pytest.raises(InvalidTumorError) as caught:
+        classifier.predict_frame(frame)
+    assert caught.value.errors == {
+        "row P-2.clump_thickness": "'abc' is not a number: must be an integer from 1 to 10, "
+        "or null when not measured"
+    }
+    good = frame.drop(index="P-2")
+    numbers = pd.DataFrame(
+        [[4, 1, 2, 1, 2, np.nan, 1, 1, 1], [10, 1, 1, 1, 2, np.nan, 1, 1, 1]],
+        columns=list(FEATURES),
+        index=pd.Index(["P-1", "P-3"], name="sample_code_number"),
+    )
+    expected = classifier.predict_frame(numbers)
+    answers = classifier.predict_frame(good)
+    pd.testing.assert_frame_equal(answers, expected)
+    assert answers.loc["P-1", "malignant_probability"] == 0.012068
 
 
 def test_repeated_labels_are_told_apart_by_position(classifier: Classifier) -> None:

@@ -107,7 +107,7 @@ class Service:
     def contributions(self, rows: Rows) -> np.ndarray:
         """Each row's per-feature contributions to its malignant probability (rounded), (n, 9)."""
         assert self.classifier is not None, "callers check `loaded` first"
-        return self.classifier.contributions(np.asarray(rows)).round(6)
+        return self.classifier.contributions(np.asarray(rows), decimals=6)
 
     def predictions(self, rows: Rows, *, explain: bool = False) -> list[dict[str, Any]]:
         """One answer per validated row (NaN = not measured), from one engine call: JSON-ready

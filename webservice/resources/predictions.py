@@ -48,7 +48,7 @@ def _seed_answer(classifier: Classifier) -> dict[str, Any]:
         "threshold": classifier.threshold,
         "model_version": classifier.model_version,
         "contributions": dict(
-            zip(FEATURES, classifier.contributions(row)[0].round(6).tolist(), strict=True)
+            zip(FEATURES, classifier.contributions(row, decimals=6)[0].tolist(), strict=True)
         ),
     }
 
