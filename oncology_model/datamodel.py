@@ -143,6 +143,29 @@ _PLAIN_CELLS: dict[str, float] = {
 }
 
 
+def header_order(header: Sequence[str]) -> list[int]:
+    """The position in a CSV header of each feature, in `FEATURES` order. Every missing, unknown
+    or repeated column is named at once as `header.<column>`."""
+    names = [name.strip() for name in header]
+    expected = f"the header names the nine features, in any order: {_field_list()}"
+    errors = {
+        f"header.{name}": "appears more than once" for name in set(names) if names.count(name) > 1
+    }
+    errors.update(
+        {f"header.{name}": f"is missing: {expected}" for name in FEATURES if name not in names}
+    )
+    errors.update(
+        {
+            f"header.{name}": f"is not a feature name: {expected}"
+            for name in dict.fromkeys(names)
+            if name not in _FEATURE_SET
+        }
+    )
+    if errors:
+        raise InvalidTumorError(errors)
+    return [names.index(name) for name in FEATURES]
+
+
 def validate_cells(header: Sequence[str], records: Sequence[Sequence[str]]) -> np.ndarray:
     """Validate the text records of a headered CSV (the nine feature names, in any order) and
     return them as a float (n, 9) array, NaN where not measured.
@@ -150,15 +173,9 @@ def validate_cells(header: Sequence[str], records: Sequence[Sequence[str]]) -> n
     Errors name `header.<column>` for a missing, unknown or repeated column, `row N` (from 1,
     after the header) for a record of the wrong width and `row N.<column>` for a bad cell.
     """
-    names = [name.strip() for name in header]
-    errors = {
-        f"header.{name}": "appears more than once" for name in set(names) if names.count(name) > 1
-    }
-    errors.update(field_errors(dict.fromkeys(names), "header."))
-    if errors:
-        raise InvalidTumorError(errors)
-    order = [names.index(name) for name in FEATURES]
-    width = len(names)
+    order = header_order(header)
+    width = len(header)
+    errors: dict[str, str] = {}
     if all(len(record) == width for record in records):
         ordered = operator.itemgetter(*order)
         try:

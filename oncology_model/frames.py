@@ -138,7 +138,9 @@ def prediction_frame(classifier: Classifier, rows: np.ndarray, *, explain: bool)
     }
     if explain:
         contributions = (
-            classifier.contributions(rows, decimals=6) if len(rows) else np.empty((0, len(FEATURES)))
+            classifier.contributions(rows, decimals=6)
+            if len(rows)
+            else np.empty((0, len(FEATURES)))
         )
         columns.update(zip(CONTRIBUTION_COLUMNS, contributions.T, strict=True))
     answers = pd.DataFrame(columns)

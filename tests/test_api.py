@@ -436,8 +436,12 @@ def test_flask_resources_answer_exactly_as_the_lane(app: Any, path: str, payload
             json.dumps(
                 {
                     "inputs": [
-                        {"name": "tumors", "shape": [1, 9], "datatype": "FP64",
-                         "data": list(SEED_JSON.values())}  # fmt: skip
+                        {
+                            "name": "tumors",
+                            "shape": [1, 9],
+                            "datatype": "FP64",
+                            "data": list(SEED_JSON.values()),
+                        }  # fmt: skip
                     ],
                     "parameters": {"explain": True},
                 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Any
 
 import numpy as np
@@ -108,7 +109,39 @@ def test_bad_headers_are_named(client: FlaskClient) -> None:
         "errors"
     ]
     assert set(errors) == {"header.mitosis", "header.mitoses", "header.clump_thickness"}
-    assert errors["header.mitoses"].startswith("is required")
+    assert errors["header.mitoses"].startswith("is missing: the header names the nine features")
+    assert errors["header.mitosis"].startswith("is not a feature name")
+    assert errors["header.clump_thickness"] == "appears more than once"
+
+
+def test_header_problems_are_told_even_without_rows(client: FlaskClient) -> None:
+    body = ",".join(FEATURES[:-1]) + "\n"
+    errors = problem(client.post("/v1/predictions/batch", data=body, headers=CSV_HEADERS), 422)[
+        "errors"
+    ]
+    assert errors == {
+        "header.mitoses": "is missing: the header names the nine features, in any order: "
+        + ", ".join(FEATURES),
+        "rows": "has 0 rows: must be 1 to 10000 rows after the header",
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps({"tumors": [SEED_JSON]}),
+        json.dumps({"tumors": [SEED_JSON, SEED_JSON]}, indent=2),
+        "  " + json.dumps([SEED_JSON]),
+    ],
+)
+def test_json_sent_as_csv_is_told_which_content_type_to_send(
+    client: FlaskClient, body: str
+) -> None:
+    answer = problem(client.post("/v1/predictions/batch", data=body, headers=CSV_HEADERS), 400)
+    assert answer["errors"] == {
+        "body": "not valid CSV: it looks like JSON: send JSON with Content-Type: "
+        "application/json, or CSV (a header row of the feature names, then rows) as text/csv"
+    }
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from oncology_model.datamodel import (
     ANSWER_COLUMNS,
     CONTRIBUTION_COLUMNS,
     InvalidTumorError,
+    header_order,
     validate_cells,
 )
 from webservice.jsonbody import read_body
@@ -46,25 +47,38 @@ def wants_csv(environ: dict[str, Any]) -> bool:
 
 
 def csv_rows(environ: dict[str, Any], max_bytes: int, max_batch: int) -> np.ndarray:
-    """The validated rows of a CSV body: 400 when it is not CSV text, 422 naming `header.<column>`,
+    """The validated rows of a CSV body: 400 when it is not CSV text (or looks like JSON), 422
+    naming `header.<column>`,
     `rows` (not 1 to `max_batch` rows), `row N` or `row N.<column>` (rows counted from 1 after
     the header)."""
     data = read_body(environ, max_bytes)
     try:
         text = data.decode("utf-8-sig")
-        records = [r for r in csv.reader(io.StringIO(text, newline=""), strict=True) if r]
     except UnicodeDecodeError:
         raise _invalid_csv("it is not UTF-8 text") from None
+    if text.lstrip()[:1] in ("{", "["):
+        raise _invalid_csv(
+            "it looks like JSON: send JSON with Content-Type: application/json, "
+            "or CSV (a header row of the feature names, then rows) as text/csv"
+        )
+    try:
+        records = [r for r in csv.reader(io.StringIO(text, newline=""), strict=True) if r]
     except csv.Error as exc:
         raise _invalid_csv(str(exc)) from None
     if not records:
         raise _invalid_csv("the body is empty: send a header row of the feature names, then rows")
     header, rows = records[0], records[1:]
+    errors: dict[str, str] = {}
+    try:
+        header_order(header)
+    except InvalidTumorError as exc:
+        errors.update(exc.errors)  # told even when there are no rows
     if not 1 <= len(rows) <= max_batch:
-        raise InvalidTumorError(
-            {"rows": f"has {len(rows)} rows: must be 1 to {max_batch} rows after the header"}
-        )
-    record_batch_size(len(rows))
+        errors["rows"] = f"has {len(rows)} rows: must be 1 to {max_batch} rows after the header"
+    else:
+        record_batch_size(len(rows))
+    if errors:
+        raise InvalidTumorError(errors)
     return validate_cells(header, rows)
 
 
