@@ -141,7 +141,7 @@ security: $(TOOLS) $(INSTALLED) ## bandit, trivy config and secret scans, pip-au
 		--exceptions ops/vulnerability-exceptions.txt $(if $(AUDIT_STRICT),--strict)
 
 .PHONY: token
-token: $(INSTALLED) ## Make a bearer token for name=CALLER: printed once, with its line for the Secret
+token: $(SERVING) ## Make a bearer token for name=CALLER: printed once, with its line for the Secret
 	@test -n "$(name)" || { echo "set name=CALLER"; exit 2; }
 	@$(PY) -m webservice.tokens new '$(name)'
 

@@ -8,6 +8,7 @@ import gc
 import os
 import shutil
 import signal
+import sys
 import tempfile
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}"
@@ -34,7 +35,15 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    """Metrics shared by all workers: a fresh in-memory folder for prometheus-client."""
+    """Before anything listens: refuse a configuration that cannot work (a bad setting, a missing
+    or broken tokens file) in one line naming it and the reason, and exit 1. Then the metrics
+    shared by all workers: a fresh in-memory folder for prometheus-client."""
+    from webservice.config import startup_problem
+
+    problem = startup_problem()
+    if problem:
+        server.log.error("Cannot start: %s", problem)
+        sys.exit(1)
     folder = tempfile.mkdtemp(prefix="oncology-metrics-", dir=worker_tmp_dir)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
     server.log.info("metrics folder %s", folder)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -286,11 +287,47 @@ def test_a_caller_may_hold_two_tokens_while_rotating() -> None:
 
 
 def test_a_missing_or_broken_file_stops_the_start(tmp_path: Path) -> None:
-    with pytest.raises(TokensFileError, match="cannot read"):
+    with pytest.raises(TokensFileError, match="cannot read the tokens file: No such file"):
         create_app({"TESTING": True, "TOKENS_FILE": str(tmp_path / "absent")})
     broken = write(tmp_path / "tokens", f"{ALICE_LINE}\nbob\n")
     with pytest.raises(TokensFileError, match="line 2: expected NAME:SHA256HEX"):
         create_app({"TESTING": True, "TOKENS_FILE": str(broken)})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "{dir}/absent: cannot read the tokens file: No such file or directory"),
+        ("folder", "{dir}/folder: cannot read the tokens file: Is a directory"),
+        (
+            "alice\nbob\n",
+            "{dir}/tokens line 1: expected NAME:SHA256HEX; {dir}/tokens line 2: expected NAME:",
+        ),
+    ],
+    ids=["missing", "a-folder", "broken-lines"],
+)
+def test_gunicorn_refuses_to_start_in_one_line_before_listening(
+    tmp_path: Path, content: str | None, reason: str
+) -> None:
+    if content is None:
+        path = tmp_path / "absent"
+    elif content == "folder":
+        path = tmp_path / "folder"
+        path.mkdir()
+    else:
+        path = write(tmp_path / "tokens", content)
+    environment = {**os.environ, "ONCOLOGY_METRICS_TOKENS_FILE": str(path), "PORT": "0"}
+    run = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "webservice:create_app()"],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 1
+    log = run.stdout + run.stderr
+    assert "Listening at" not in log and "Traceback" not in log, log
+    errors = [line for line in log.splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1, log
+    assert "] Cannot start: " + reason.format(dir=tmp_path) in errors[0], log
 
 
 def kubernetes_secret(folder: Path, text: str) -> Path:
@@ -405,6 +442,46 @@ def test_check_names_the_line_and_rule(tmp_path: Path, capsys: pytest.CaptureFix
     bad = write(tmp_path / "bad", f"{ALICE_LINE}\nbob {BOB}\n")
     assert main(["check", str(bad)]) == 1
     assert "line 2: expected NAME:SHA256HEX" in capsys.readouterr().err
+
+
+def test_check_reports_every_bad_line_in_words_that_agree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one = write(tmp_path / "one", f"{ALICE_LINE}\n")
+    assert main(["check", str(one)]) == 0
+    assert capsys.readouterr().out == f"{one}: 1 token for 1 caller: alice\n"
+    bad = write(tmp_path / "bad", f"bob {BOB}\n{ALICE_LINE}\nanonymous:{'0' * 64}\nx:{ALICE}\n")
+    assert main(["check", str(bad)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{bad} line 1: expected NAME:SHA256HEX",
+        f"{bad} line 3: the caller name 'anonymous' is reserved",
+        f"{bad} line 4: after the colon must come the SHA-256 of the token as 64 hex digits "
+        "(never the token itself)",
+    ]
+    assert main(["check", str(tmp_path / "absent")]) == 1
+    assert capsys.readouterr().err == (
+        f"{tmp_path / 'absent'}: cannot read the tokens file: No such file or directory\n"
+    )
+
+
+def test_the_module_runs_without_a_warning() -> None:
+    run = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "webservice.tokens", "new", "reporting"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.stderr == ""
+    assert "paste it into the file" in run.stdout
+
+
+def test_make_token_installs_only_what_serving_needs(tmp_path: Path) -> None:
+    """In a fresh clone, `make token` installs the serving category, not training or test tools."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL")}
+    plan = subprocess.run(
+        ["make", "--no-print-directory", "--dry-run", "token", "name=x", f"VENV={tmp_path}/venv"],
+        cwd=ROOT, env=environment, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    assert "sync --extra-pip-args=--no-compile --categories packages" in plan
+    assert "dev-packages" not in plan and "train" not in plan
 
 
 def test_make_token_prints_a_token_and_its_line() -> None:

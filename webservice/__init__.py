@@ -1,74 +1,21 @@
-"""The web service: a flask-restx API over the oncology classifier, served by gunicorn."""
+"""The web service: a flask-restx API over the oncology classifier, served by gunicorn.
+
+`create_app()` builds the app (`webservice.app`). Importing the package loads nothing else, so
+that the gunicorn master can check the settings (`webservice.config.startup_problem`) without
+loading Flask, the model or the metrics client (which must see its folder set first), and
+`python -m webservice.tokens` runs without a warning.
+"""
 
 from __future__ import annotations
 
-from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-
-from webservice.api import init_api
-from webservice.auth import BearerAuth
-from webservice.config import load_config
-from webservice.lane import PredictionLane
-from webservice.middleware import BodyLimit, WSGIApp
-from webservice.observability import Observability, configure_logging
-from webservice.problems import PhrasedResponse
-from webservice.service import Service
-from webservice.tokens import TokenFile
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the app: configuration, the Service (model loaded once, here), the Api.
+    """Build the app: see `webservice.app.create_app`."""
+    from webservice.app import create_app as build
 
-    Around Flask, outermost first: `Observability` (request id, JSON access log, metrics),
-    `BodyLimit` (413 before anything reads the body), `BearerAuth` (401 before any work; only
-    when a tokens file is configured), `PredictionLane` (the two prediction routes without
-    Flask's per-request machinery; see its docstring).
-    """
-    app = Flask(__name__)
-    app.response_class = PhrasedResponse
-    settings = load_config(config)
-    app.config.update(settings)
-    app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"]  # bounds chunked bodies too
-    configure_logging(settings["LOG_LEVEL"])
-    api_tokens = _tokens(settings["TOKENS_FILE"])
-    metrics_tokens = _tokens(settings["METRICS_TOKENS_FILE"])
-    service = Service(artifacts_dir=settings["ARTIFACTS_DIR"])
-    app.extensions["oncology"] = service
-    init_api(
-        app,
-        version=_version(),
-        service=service,
-        api_tokens=api_tokens is not None,
-        metrics_tokens=metrics_tokens is not None,
-    )
-    inner: WSGIApp = PredictionLane(
-        app.wsgi_app,
-        service,
-        max_bytes=settings["MAX_BODY_BYTES"],
-        max_batch=settings["MAX_BATCH"],
-    )
-    if api_tokens or metrics_tokens:
-        inner = BearerAuth(inner, api=api_tokens, metrics=metrics_tokens)
-    limited = BodyLimit(
-        inner,
-        max_bytes=settings["MAX_BODY_BYTES"],
-        drain_cap=settings["DRAIN_CAP_BYTES"],
-    )
-    # Flask's documented way to add WSGI middleware; mypy sees it as replacing a method.
-    app.wsgi_app = Observability(  # type: ignore[method-assign]
-        limited, model_version=service.model_version, access_log=settings["ACCESS_LOG"]
-    )
-    return app
-
-
-def _tokens(path: str | None) -> TokenFile | None:
-    return TokenFile(path) if path else None
-
-
-def _version() -> str:
-    try:
-        return metadata.version("oncology-model")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
+    return build(config)

@@ -60,3 +60,18 @@ def load_config(
                 raise ValueError(f"{variable}={environ[variable]!r} is not a valid {key}") from None
     config.update(overrides or {})
     return config
+
+
+def startup_problem(environ: Mapping[str, str] = os.environ) -> str | None:
+    """What stops the service from starting with this environment, in one line (a setting that
+    does not parse, a tokens file that is missing or broken), or None."""
+    from webservice.tokens import read_file
+
+    try:
+        config = load_config(environ=environ)
+        for key in ("TOKENS_FILE", "METRICS_TOKENS_FILE"):
+            if config[key]:
+                read_file(config[key])
+    except ValueError as error:  # TokensFileError is one
+        return str(error)
+    return None

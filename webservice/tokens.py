@@ -37,7 +37,11 @@ _Signature = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
 
 
 class TokensFileError(ValueError):
-    """The tokens file cannot be used: the message names the file, the line and the rule."""
+    """The tokens file cannot be used: `problems` name the file, each line and its rule."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
 
 
 def digest(token: str) -> bytes:
@@ -47,32 +51,70 @@ def digest(token: str) -> bytes:
 
 
 def parse(text: str, source: str) -> Entries:
-    """The entries of a tokens file's text, or TokensFileError naming the first broken rule."""
+    """The entries of a tokens file's text, or TokensFileError naming every broken line."""
     entries: list[tuple[bytes, str]] = []
+    problems: list[str] = []
     seen: dict[bytes, int] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        name, colon, hexdigest = (part.strip() for part in line.partition(":"))
-        where = f"{source} line {number}"
-        if not colon:
-            raise TokensFileError(f"{where}: expected NAME:SHA256HEX")
-        if not _VALID_NAME(name):
-            raise TokensFileError(f"{where}: {NAME_RULE}")
-        if name in RESERVED_NAMES:
-            raise TokensFileError(f"{where}: the caller name {name!r} is reserved")
-        if not _VALID_HEX(hexdigest):
-            raise TokensFileError(
-                f"{where}: after the colon must come the SHA-256 of the token as 64 hex digits "
-                "(never the token itself)"
-            )
+        name, _, hexdigest = (part.strip() for part in line.partition(":"))
+        problem = _line_problem(line, seen)
+        if problem:
+            problems.append(f"{source} line {number}: {problem}")
+            continue
         value = bytes.fromhex(hexdigest)
-        if value in seen:
-            raise TokensFileError(f"{where}: the same token as line {seen[value]}")
         seen[value] = number
         entries.append((value, name))
+    if problems:
+        raise TokensFileError(problems)
     return tuple(entries)
+
+
+def _line_problem(line: str, seen: dict[bytes, int]) -> str | None:
+    """The rule a (stripped, comment-free) line breaks, or None."""
+    name, colon, hexdigest = (part.strip() for part in line.partition(":"))
+    if not colon:
+        return "expected NAME:SHA256HEX"
+    if not _VALID_NAME(name):
+        return NAME_RULE
+    if name in RESERVED_NAMES:
+        return f"the caller name {name!r} is reserved"
+    if not _VALID_HEX(hexdigest):
+        return (
+            "after the colon must come the SHA-256 of the token as 64 hex digits "
+            "(never the token itself)"
+        )
+    value = bytes.fromhex(hexdigest)
+    if value in seen:
+        return f"the same token as line {seen[value]}"
+    return None
+
+
+def read_file(path: str) -> Entries:
+    """The entries of the tokens file at `path`; TokensFileError names the file and why it cannot
+    be used (no such file, permission denied, not UTF-8, each bad line and its rule)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except OSError as error:
+        raise TokensFileError(
+            f"{path}: cannot read the tokens file: {error.strerror or type(error).__name__}"
+        ) from None
+    except UnicodeDecodeError:
+        raise TokensFileError(
+            f"{path}: cannot read the tokens file: it is not UTF-8 text"
+        ) from None
+    return parse(text, path)
+
+
+def describe(entries: Entries) -> str:
+    """`3 tokens for 2 callers: a, b`, in words that agree with their numbers."""
+    names = sorted({name for _, name in entries})
+    tokens = "token" if len(entries) == 1 else "tokens"
+    callers = "caller" if len(names) == 1 else "callers"
+    return f"{len(entries)} {tokens} for {len(names)} {callers}: {', '.join(names)}"
 
 
 class TokenFile:
@@ -82,11 +124,8 @@ class TokenFile:
         """Read `path` now; a missing or broken file raises TokensFileError (fail closed)."""
         self.path = path
         self.check_seconds = check_seconds
-        signature = self._stat()
-        if signature is None:
-            raise TokensFileError(f"{path}: cannot read the tokens file")
-        self._entries = self._read()
-        self._signature: _Signature | None = signature
+        self._entries = read_file(path)
+        self._signature: _Signature | None = self._stat()
         self._next_check = time.monotonic() + check_seconds
         _log_loaded(path, self._entries)
 
@@ -115,9 +154,7 @@ class TokenFile:
             return
         self._signature = signature  # a broken version is reported once, not every second
         try:
-            if signature is None:
-                raise TokensFileError(f"{self.path}: cannot read the tokens file")
-            entries = self._read()
+            entries = read_file(self.path)
         except TokensFileError as error:
             log.error("%s; keeping the previous %d tokens", error, len(self._entries))
             return
@@ -131,23 +168,12 @@ class TokenFile:
             return None
         return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
-    def _read(self) -> Entries:
-        try:
-            with open(self.path, encoding="utf-8") as file:
-                text = file.read()
-        except (OSError, UnicodeDecodeError) as error:
-            raise TokensFileError(
-                f"{self.path}: cannot read the tokens file ({type(error).__name__})"
-            ) from None
-        return parse(text, self.path)
-
 
 def _log_loaded(path: str, entries: Entries) -> None:
-    names = sorted({name for _, name in entries})
     if not entries:
         log.warning("%s holds no tokens: every request that needs one is refused", path)
     else:
-        log.info("%s: %d tokens for %s", path, len(entries), ", ".join(names))
+        log.info("%s: %s", path, describe(entries))
 
 
 def new_token(name: str) -> tuple[str, str]:
@@ -169,13 +195,11 @@ def main(argv: list[str]) -> int:
     command, argument = argv
     if command == "check":
         try:
-            with open(argument, encoding="utf-8") as file:
-                entries = parse(file.read(), argument)
-        except (OSError, UnicodeDecodeError, TokensFileError) as error:
-            print(error, file=sys.stderr)
+            entries = read_file(argument)
+        except TokensFileError as error:
+            print("\n".join(error.problems), file=sys.stderr)
             return 1
-        names = sorted({name for _, name in entries})
-        print(f"{argument}: {len(entries)} tokens for {len(names)} callers: {', '.join(names)}")
+        print(f"{argument}: {describe(entries)}")
         return 0
     try:
         token, line = new_token(argument)
@@ -185,8 +209,11 @@ def main(argv: list[str]) -> int:
     print(
         f"Token for {argument} (shown once: hand it to the caller, keep no other copy):\n\n"
         f"    {token}\n\n"
-        "Line to add to the tokens file (the Secret's `tokens` key; `metrics-tokens` for a\n"
-        "/metrics reader such as Prometheus). The caller sends `Authorization: Bearer <token>`.\n\n"
+        "Its line for the tokens file: paste it into the file, one line per token (create the\n"
+        "file if it is new, e.g. tokens.txt, then `ONCOLOGY_TOKENS_FILE=tokens.txt make run`;\n"
+        "metrics-tokens.txt and ONCOLOGY_METRICS_TOKENS_FILE for a /metrics reader such as\n"
+        "Prometheus; in Kubernetes, the Secret's `tokens` or `metrics-tokens` key). The caller\n"
+        "sends `Authorization: Bearer <token>`.\n\n"
         f"    {line}"
     )
     return 0
