@@ -2,9 +2,9 @@
 serving one.
 
 Both models run in the served engine (ONNX Runtime after hash verification; nothing is
-unpickled) on the same rows: the holdout files when given (data neither model was trained on),
-otherwise the bundled data (which the bundled model was trained on: its figures there are
-optimistic). Each model applies its own threshold; serving's self-check (the seed tumor is benign)
+unpickled) on the same rows: the holdout files when given, otherwise the bundled data. Each
+model's metadata records its training rows (as fingerprints): the gate counts the evaluation
+rows each model was trained on and marks that model's figures optimistic when there are any. Each model applies its own threshold; serving's self-check (the seed tumor is benign)
 is part of the rule, not an error. On a fixed reference set (the bundled rows and a seeded sample
 of the 10^9 possible inputs) the gate also counts the decisions that flip, with examples. The
 rule that accepts or refuses is `GateRule.refusals`, the one place it lives. Exit 0 accepted,
@@ -24,7 +24,13 @@ import numpy as np
 
 from oncology_model.classifier import Classifier
 from oncology_model.datamodel import FEATURES, SCORE_MAX, SCORE_MIN, Prediction
-from oncology_model.dataset import DatasetError, bundled_data_path, load_datasets
+from oncology_model.dataset import (
+    Dataset,
+    DatasetError,
+    bundled_data_path,
+    count_seen,
+    load_datasets,
+)
 from oncology_model.integrity import ArtifactError, bundled_artifacts_dir, verify_artifacts
 from oncology_model.verify import SEED_TUMOR
 
@@ -178,6 +184,7 @@ def compare(
     if len(set(data.y.tolist())) < 2:
         raise DatasetError(f"{data.source}: the evaluation rows need both classes")
     judged = {role: figures(model, data.X, data.y) for role, model in models.items()}
+    seen = {role: rows_trained_on(model.metadata, data) for role, model in models.items()}
     refusals = rule.refusals(
         judged["candidate"], judged["baseline"], seed_benign=seed_benign["candidate"]
     )
@@ -190,11 +197,14 @@ def compare(
                 "dir": str(directory),
                 "model_version": models[role].model_version,
                 "seed_tumor_benign": seed_benign[role],
+                # Evaluation rows among its training rows; None when its metadata cannot say.
+                "evaluation_rows_trained_on": seen[role],
+                "figures_optimistic": seen[role] != 0,
             }
             for role, directory in (("candidate", candidate_dir), ("baseline", baseline_dir))
         },
         "evaluation": {
-            "source": data.source if holdout else "the bundled data (the baseline's training rows)",
+            "source": data.source if holdout else "the bundled data",
             "holdout": bool(holdout),
             "rows": data.n_rows,
             "malignant": int(data.y.sum()),
@@ -211,6 +221,17 @@ def compare(
     }
 
 
+def rows_trained_on(metadata: dict[str, Any], data: Dataset) -> int | None:
+    """How many rows of `data` the model of `metadata` was trained on (same scores and class),
+    or None when its metadata records no training rows (a model from before they were)."""
+    recorded = metadata.get("training_rows", {}).get("distinct")
+    if recorded is not None:
+        return count_seen(data, recorded)
+    if metadata.get("training_data", {}).get("sha256") == data.sha256:
+        return data.n_rows
+    return None
+
+
 def render(result: dict[str, Any], rule: GateRule) -> str:
     """The side-by-side table the terminal shows."""
     candidate, baseline = result["candidate"], result["baseline"]
@@ -221,7 +242,8 @@ def render(result: dict[str, Any], rule: GateRule) -> str:
         f"evaluated on {evaluation['rows']} rows ({evaluation['malignant']} malignant) of "
         f"{evaluation['source']}",
         "",
-        f"{'figure':<12} {'candidate':>10} {'baseline':>10} {'difference':>11}  rule",
+        f"{'figure':<12} {_heading('candidate', candidate):>10} "
+        f"{_heading('baseline', baseline):>10} {'difference':>11}  rule",
     ]
     rules = rule.describe()
     for name in (*FIGURES, "threshold"):
@@ -234,6 +256,19 @@ def render(result: dict[str, Any], rule: GateRule) -> str:
         f"{'seed benign':<12} {_yes(candidate['seed_tumor_benign']):>10} "
         f"{_yes(baseline['seed_tumor_benign']):>10} {'':>11}  serving's self-check"
     )
+    for role, model in (("candidate", candidate), ("baseline", baseline)):
+        trained_on = model["evaluation_rows_trained_on"]
+        if trained_on is None:
+            lines.append(
+                f"{role}*: unknown how many of these rows it was trained on (its metadata "
+                "records no training rows): its figures may be optimistic"
+            )
+        elif trained_on:
+            lines.append(
+                f"{role}*: optimistic: trained on {trained_on} of these {evaluation['rows']} rows"
+            )
+    if not evaluation["holdout"]:
+        lines.append("Judge on rows neither model was trained on: --holdout FILE_OR_FOLDER [...]")
     counts = result["flips"]["counts"]
     lines += [
         "",
@@ -254,6 +289,11 @@ def render(result: dict[str, Any], rule: GateRule) -> str:
         lines.append("REFUSED:")
         lines += [f"  - {reason}" for reason in result["refusals"]]
     return "\n".join(lines)
+
+
+def _heading(role: str, model: dict[str, Any]) -> str:
+    """A column heading, starred when the figures below it are (or may be) optimistic."""
+    return f"{role}*" if model["figures_optimistic"] else role
 
 
 def _yes(value: bool) -> str:

@@ -19,7 +19,7 @@ import hashlib
 import io
 import itertools
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -345,3 +345,25 @@ def concat_datasets(parts: list[Dataset]) -> Dataset:
         sha256=hashlib.sha256(listing.encode()).hexdigest(),
         source=", ".join(part.source for part in parts),
     )
+
+
+FINGERPRINT = "BLAKE2b-64 of the row's nine scores and class as text (`5,1,?,...,1:1`)"
+
+
+def row_fingerprints(data: Dataset) -> list[str]:
+    """The distinct rows of `data` as sorted short hashes (`FINGERPRINT`): what a model's
+    metadata records of its training rows, so that the gate can tell which evaluation rows a
+    model was trained on without keeping the data itself."""
+    return sorted(set(_fingerprints(data)))
+
+
+def count_seen(data: Dataset, fingerprints: Collection[str]) -> int:
+    """How many rows of `data` are among `fingerprints` (same scores and class)."""
+    known = set(fingerprints)
+    return sum(fingerprint in known for fingerprint in _fingerprints(data))
+
+
+def _fingerprints(data: Dataset) -> Iterator[str]:
+    for row, label in zip(data.X.tolist(), data.y.tolist(), strict=True):
+        text = ",".join("?" if v != v else str(int(v)) for v in row) + f":{int(label)}"
+        yield hashlib.blake2b(text.encode(), digest_size=8).hexdigest()

@@ -37,8 +37,10 @@ def read_metadata(directory: Path) -> dict[str, Any]:
     try:
         metadata = json.loads(path.read_bytes())
     except FileNotFoundError:
+        where = "" if directory.is_dir() else f" (no folder {directory})"
         raise ArtifactError(
-            f"model metadata {path} is missing: train the model first (make train)"
+            f"model metadata {path} is missing{where}: name a folder of model artifacts, "
+            "such as the DIR that `oncology-train --out DIR` wrote"
         ) from None
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"model metadata {path} is unreadable: {exc}") from None

@@ -51,7 +51,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from oncology_model.datamodel import FEATURE_DESCRIPTIONS, FEATURES, SCORE_MAX, SCORE_MIN
-from oncology_model.dataset import Dataset, DatasetError, bundled_data_path, load_datasets
+from oncology_model.dataset import (
+    FINGERPRINT,
+    Dataset,
+    DatasetError,
+    bundled_data_path,
+    load_datasets,
+    row_fingerprints,
+)
 from oncology_model.drift import METADATA_KEY as DRIFT_REFERENCE
 from oncology_model.drift import drift_reference
 from oncology_model.integrity import (
@@ -370,6 +377,8 @@ def train(
             JOBLIB_FILE: {"sha256": sha256_of(joblib_bytes), "bytes": len(joblib_bytes)},
         },
         "training_data": {"file": data.source, "sha256": data.sha256, "rows": data.n_rows},
+        # For the gate: which evaluation rows this model has seen (row_fingerprints' docstring).
+        "training_rows": {"fingerprint": FINGERPRINT, "distinct": row_fingerprints(data)},
         "libraries": library_versions(),
         "cross_validation": {
             "scheme": (

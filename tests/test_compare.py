@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from oncology_model.compare import GateRule, roc_auc
-from oncology_model.dataset import bundled_data_path
-from oncology_model.integrity import JOBLIB_FILE, bundled_artifacts_dir
+from oncology_model.dataset import bundled_data_path, count_seen, load_dataset, row_fingerprints
+from oncology_model.integrity import JOBLIB_FILE, METADATA_FILE, bundled_artifacts_dir
 
 BASELINE = {"roc_auc": 0.995, "sensitivity": 0.99, "specificity": 0.97, "brier": 0.025}
 
@@ -68,11 +68,17 @@ def test_the_bundled_model_against_itself_is_accepted(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "build/gate/compare.json").read_text())
     assert report["accepted"] is True
     assert report["evaluation"] == {
-        "source": "the bundled data (the baseline's training rows)",
+        "source": "the bundled data",
         "holdout": False,
         "rows": 699,
         "malignant": 241,
     }
+    for role in ("candidate", "baseline"):
+        assert report[role]["evaluation_rows_trained_on"] == 699
+        assert report[role]["figures_optimistic"] is True
+        assert f"{role}*: optimistic: trained on 699 of these 699 rows" in result.stdout
+    assert "candidate*  baseline*" in result.stdout
+    assert "Judge on rows neither model was trained on: --holdout" in result.stdout
     for figure in report["figures"].values():
         assert figure["difference"] == 0
     assert report["figures"]["roc_auc"]["candidate"] >= 0.98
@@ -90,6 +96,44 @@ def test_a_holdout_is_what_both_are_judged_on(tmp_path: Path) -> None:
     assert report["evaluation"]["rows"] == len(rows[::7])
 
 
+def test_each_model_is_told_how_many_evaluation_rows_it_was_trained_on(tmp_path: Path) -> None:
+    """A candidate whose metadata records half the bundled rows as its training rows, judged on
+    a holdout of other rows: its figures are not optimistic; a model from before training rows
+    were recorded, on rows that are not its training file, is unknown (and starred)."""
+    rows = bundled_data_path().read_text().splitlines()
+    (tmp_path / "half.data").write_text("\n".join(rows[::2]) + "\n")
+    half = load_dataset(path=tmp_path / "half.data")
+    holdout_rows = [row for row in rows[1::2] if row not in set(rows[::2])]
+    (tmp_path / "holdout.data").write_text("\n".join(holdout_rows) + "\n")
+    holdout = load_dataset(path=tmp_path / "holdout.data")
+    candidate = tmp_path / "candidate"
+    shutil.copytree(bundled_artifacts_dir(), candidate)
+    metadata = json.loads((candidate / METADATA_FILE).read_text())
+    metadata["training_rows"]["distinct"] = row_fingerprints(half)
+    (candidate / METADATA_FILE).write_text(json.dumps(metadata))
+    baseline = tmp_path / "baseline"
+    shutil.copytree(bundled_artifacts_dir(), baseline)
+    del metadata["training_rows"]
+    (baseline / METADATA_FILE).write_text(json.dumps(metadata))
+
+    result = run_compare(
+        "--candidate", "candidate", "--baseline", "baseline", "--holdout", "holdout.data",
+        cwd=tmp_path,
+    )  # fmt: skip
+    report = json.loads((tmp_path / "build/gate/compare.json").read_text())
+    seen = count_seen(holdout, row_fingerprints(half))
+    assert 0 < seen < holdout.n_rows  # duplicates of training rows among the other half
+    assert report["candidate"]["evaluation_rows_trained_on"] == seen
+    assert report["candidate"]["figures_optimistic"] is True
+    assert report["baseline"]["evaluation_rows_trained_on"] is None
+    assert report["baseline"]["figures_optimistic"] is True
+    assert f"candidate*: optimistic: trained on {seen} of these {holdout.n_rows} rows" in (
+        result.stdout
+    )
+    assert "baseline*: unknown how many of these rows it was trained on" in result.stdout
+    assert "--holdout FILE" not in result.stdout  # a holdout was given
+
+
 def test_unusable_input_exits_2_naming_the_file(tmp_path: Path) -> None:
     tampered = tmp_path / "tampered"
     shutil.copytree(bundled_artifacts_dir(), tampered)
@@ -101,7 +145,8 @@ def test_unusable_input_exits_2_naming_the_file(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
     result = run_compare("--candidate", str(tmp_path / "nowhere"), cwd=tmp_path)
-    assert result.returncode == 2 and "metadata.json is missing" in result.stderr
+    assert result.returncode == 2 and "metadata.json is missing (no folder" in result.stderr
+    assert "oncology-train --out DIR" in result.stderr and "make train" not in result.stderr
 
     (tmp_path / "benign.data").write_text("1,1,1,1,1,1,1,1,1,1,2\n")
     result = run_compare(
