@@ -37,6 +37,7 @@ from oncology_model.datamodel import (
     cell_value,
 )
 from oncology_model.integrity import ArtifactError
+from oncology_model.words import counted, duration
 
 if TYPE_CHECKING:  # pandas comes with these; main() checks it is installed before importing them
     from oncology_model.classifier import Classifier
@@ -92,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     scored, rejected, seconds = counts
     target = args.output or "stdout"
-    message = f"scored {scored:,} records into {target} in {seconds:.1f} s"
+    message = f"scored {counted(scored, 'record')} into {target} in {duration(seconds)}"
     if args.errors:
-        message += f"; {rejected:,} bad records written to {args.errors}"
+        message += f"; {counted(rejected, 'bad record')} written to {args.errors}"
     print(f"oncology-predict: {message}", file=sys.stderr)
     return 0
 
@@ -202,7 +203,9 @@ def _describe(bad: list[tuple[int, int, str, bytes]]) -> str:
         else ""
     )
     return (
-        f"{len(bad)} bad records (use --errors FILE to set them aside):\n" + "\n".join(shown) + more
+        f"{counted(len(bad), 'bad record')} (use --errors FILE to set them aside):\n"
+        + "\n".join(shown)
+        + more
     )
 
 

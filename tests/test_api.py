@@ -465,3 +465,30 @@ def test_zero_contributions_are_never_negative_zero(
     zeros = [cell for cell in cells if cell.lstrip("-").strip("0.") == "" and "0" in cell]
     assert zeros, text  # README's tumor has fields at their median
     assert all(not zero.startswith("-") for zero in zeros), text
+
+
+def test_a_declared_body_over_the_limit_is_told_its_size() -> None:
+    small = create_app({"TESTING": True, "MAX_BODY_BYTES": 1000}).test_client()
+    declared = small.post(
+        "/v1/predictions", data=b"{" + b" " * 2000, content_type="application/json"
+    )
+    assert problem(declared, 413)["detail"] == "The body is 2001 bytes; the limit is 1000 bytes."
+
+
+@pytest.mark.parametrize("explain", [False, True])
+def test_a_single_prediction_answers_csv_when_asked(client: FlaskClient, explain: bool) -> None:
+    path = "/v1/predictions" + ("?explain=true" if explain else "")
+    headers = {"Accept": "text/csv"}
+    response = client.post(path, json=SEED_JSON, headers=headers)
+    assert response.status_code == 200 and response.content_type == "text/csv; charset=utf-8"
+    batch = client.post(
+        path.replace("predictions", "predictions/batch"),
+        json={"tumors": [SEED_JSON]},
+        headers=headers,
+    )
+    assert response.data == batch.data
+    assert response.data.decode().splitlines()[1].startswith("benign,0.012068,")
+    plain = client.post(
+        path, json=SEED_JSON, headers={"Accept": "text/csv;q=0.5, application/json"}
+    )
+    assert plain.content_type == "application/json"

@@ -82,6 +82,24 @@ def test_413_reaches_a_client_waiting_for_an_early_answer(server: LiveServer) ->
     assert b"4194304" in answer
 
 
+def test_a_chunked_body_over_the_limit_is_told_it_is_larger_than_the_limit(
+    server: LiveServer,
+) -> None:
+    chunk = b"x" * 65536
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
+        connection.sendall(
+            b"POST /v1/predictions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n%s\r\n" % (len(chunk), chunk) * 80
+            + b"0\r\n\r\n"
+        )
+        answer = b""
+        while part := connection.recv(65536):
+            answer += part
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b'"detail":"The body is larger than the limit of 4194304 bytes."' in answer
+
+
 def test_served_configuration_parses_headers_in_c() -> None:
     """gunicorn.conf.py with the locked packages takes gunicorn's C parser (gunicorn_h1c), not
     the pure-Python one it falls back to silently when the module is missing or a setting

@@ -56,10 +56,14 @@ def parse_json(data: bytes, *, nan_as_null: bool = False) -> Any:
 
 
 def body_too_large(max_bytes: int, declared: int | None = None) -> Problem:
-    size = f"The body is {declared} bytes" if declared is not None else "The body is larger"
+    """413: the body is over `max_bytes`, by its `declared` length or found while reading it."""
+    if declared is None:
+        detail = f"The body is larger than the limit of {max_bytes} bytes."
+    else:
+        detail = f"The body is {declared} bytes; the limit is {max_bytes} bytes."
     return Problem(
         413,
-        f"{size}; the limit is {max_bytes} bytes.",
+        detail,
         {"body": f"must be at most {max_bytes} bytes"},
         kind="body-too-large",
     )

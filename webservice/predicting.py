@@ -26,10 +26,14 @@ Answer = tuple[bytes, str]
 
 
 def answer_single(environ: dict[str, Any], service: Service, *, max_bytes: int) -> Answer:
-    """POST /v1/predictions: the JSON answer for one tumor."""
+    """POST /v1/predictions: the answer for one tumor, as JSON or, when the client asks for it,
+    as a one-row CSV with the batch's columns."""
     explain = explain_requested(environ)
     rows = [validate_row(read_json(environ, max_bytes))]
-    return orjson.dumps(with_model(service).predictions(rows, explain=explain)[0]), JSON
+    answers = with_model(service).predictions(rows, explain=explain)
+    if wants_csv(environ):
+        return csv_answer(answers, explain=explain), CSV_ANSWER
+    return orjson.dumps(answers[0]), JSON
 
 
 def answer_batch(

@@ -57,6 +57,7 @@ def _seed_answer(classifier: Classifier) -> dict[str, Any]:
 # problem+json. OpenAPI 2.0 has one body schema for all media types: the JSON one.
 BATCH_CONSUMES = ["application/json", "text/csv"]
 BATCH_PRODUCES = [*BATCH_CONSUMES, PROBLEM_JSON]
+SINGLE_PRODUCES = ["application/json", "text/csv", PROBLEM_JSON]
 CSV_DESCRIPTION = (
     "The tumors come as JSON (the schema below) or as `text/csv`: a header row of the nine "
     "feature names, in any order, then one row per tumor, an empty cell where a score was not "
@@ -172,7 +173,13 @@ def namespace(*, max_batch: int, service: Service) -> Namespace:
 
     @ns.route("")
     class Predictions(Resource):
-        @ns.doc("predict", params=EXPLAIN)
+        @ns.doc(
+            "predict",
+            params=EXPLAIN,
+            produces=SINGLE_PRODUCES,
+            description="`Accept: text/csv` gives the answer as CSV: a header and one row, with "
+            "the batch endpoint's columns.",
+        )
         @ns.expect(tumor_model)
         @ns.response(200, "The diagnosis", prediction_model)
         @document_errors(ns, 400, 413, 415, 422, 500, 503)
