@@ -4,8 +4,9 @@ serving one.
 Both models run in the served engine (ONNX Runtime after hash verification; nothing is
 unpickled) on the same rows: the holdout files when given, otherwise the bundled data. Each
 model's metadata records its training rows (as fingerprints): the gate counts the evaluation
-rows each model was trained on and marks that model's figures optimistic when there are any. Each model applies its own threshold; serving's self-check (the seed tumor is benign)
-is part of the rule, not an error. On a fixed reference set (the bundled rows and a seeded sample
+rows each model was trained on and marks that model's figures optimistic when there are any.
+Each model applies its own threshold; serving's self-check (the seed tumor is benign) is part of
+the rule, not an error. On a fixed reference set (the bundled rows and a seeded sample
 of the 10^9 possible inputs) the gate also counts the decisions that flip, with examples. The
 rule that accepts or refuses is `GateRule.refusals`, the one place it lives. Exit 0 accepted,
 1 refused, 2 bad usage or unreadable artifacts or data.

@@ -441,7 +441,7 @@ def test_flask_resources_answer_exactly_as_the_lane(app: Any, path: str, payload
                             "shape": [1, 9],
                             "datatype": "FP64",
                             "data": list(SEED_JSON.values()),
-                        }  # fmt: skip
+                        }
                     ],
                     "parameters": {"explain": True},
                 }
