@@ -492,3 +492,9 @@ def test_make_token_prints_a_token_and_its_line() -> None:
     ).stdout  # fmt: skip
     token = output.split("\n\n")[1].strip()
     assert f"reporting:{digest(token).hex()}" in output
+
+
+@pytest.mark.parametrize("name", ["tokens.txt", "metrics-tokens.txt"])
+def test_tokens_files_made_by_hand_are_never_committed(name: str) -> None:
+    ignored = subprocess.run(["git", "check-ignore", "--quiet", name], cwd=ROOT, check=False)
+    assert ignored.returncode == 0, f"{name} is not ignored by git"
