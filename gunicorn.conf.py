@@ -1,7 +1,8 @@
 """gunicorn settings for a CPU-bound service: `gunicorn 'webservice:create_app()'`.
 
 HOST, PORT and WORKERS come from the environment (defaults: 127.0.0.1, 8080, one worker per
-available core). Each worker loads and verifies the model once, at start-up.
+available core); BIND (`unix:PATH`) overrides HOST and PORT, as `webservice.serve` does to put
+gunicorn behind nginx. Each worker loads and verifies the model once, at start-up.
 """
 
 import gc
@@ -11,7 +12,10 @@ import signal
 import sys
 import tempfile
 
-bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}"
+bind = (
+    os.environ.get("BIND")
+    or f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}"
+)
 # Sync workers: a prediction is a few microseconds of CPU, so threads or async buy nothing.
 worker_class = "sync"
 workers = int(os.environ.get("WORKERS", len(os.sched_getaffinity(0))))
@@ -34,6 +38,9 @@ limit_request_line = 8190
 control_socket_disable = True
 
 
+_own_metrics_dir = []  # the metrics folder on_starting made, removed on exit
+
+
 def on_starting(server):
     """Before anything listens: refuse a configuration that cannot work (a bad setting, a missing
     or broken tokens file) in one line naming it and the reason, and exit 1. Then the metrics
@@ -44,8 +51,11 @@ def on_starting(server):
     if problem:
         server.log.error("Cannot start: %s", problem)
         sys.exit(1)
-    folder = tempfile.mkdtemp(prefix="oncology-metrics-", dir=worker_tmp_dir)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")  # webservice.serve's, which it removes
+    if not folder:
+        folder = tempfile.mkdtemp(prefix="oncology-metrics-", dir=worker_tmp_dir)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        _own_metrics_dir.append(folder)
     server.log.info("metrics folder %s", folder)
 
 
@@ -64,7 +74,8 @@ def worker_exit(server, worker):
 
 
 def on_exit(server):
-    shutil.rmtree(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""), ignore_errors=True)
+    for folder in _own_metrics_dir:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def post_worker_init(worker):

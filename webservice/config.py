@@ -24,6 +24,14 @@ DEFAULTS: dict[str, Any] = {
     "TOKENS_FILE": None,
     # Tokens for GET /metrics (e.g. Prometheus's); None leaves /metrics open.
     "METRICS_TOKENS_FILE": None,
+    # The front (nginx, `webservice.front`): seconds a client has to send its request line and
+    # headers, and the longest pause it may make while sending the body (408 past either).
+    "HEADER_TIMEOUT": 10,
+    "BODY_TIMEOUT": 10,
+    # Open connections the front holds at most (each request passed on takes one more), and
+    # requests it works on at once (headers read, body or answer under way): 503 beyond.
+    "MAX_CONNECTIONS": 4096,
+    "MAX_REQUESTS_IN_PROGRESS": 1024,
 }
 
 # Environment variable -> (config key, parser).
@@ -36,6 +44,10 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "LOG_LEVEL": ("LOG_LEVEL", str.upper),
     "ONCOLOGY_TOKENS_FILE": ("TOKENS_FILE", str),
     "ONCOLOGY_METRICS_TOKENS_FILE": ("METRICS_TOKENS_FILE", str),
+    "ONCOLOGY_HEADER_TIMEOUT": ("HEADER_TIMEOUT", int),
+    "ONCOLOGY_BODY_TIMEOUT": ("BODY_TIMEOUT", int),
+    "ONCOLOGY_MAX_CONNECTIONS": ("MAX_CONNECTIONS", int),
+    "ONCOLOGY_MAX_REQUESTS_IN_PROGRESS": ("MAX_REQUESTS_IN_PROGRESS", int),
 }
 
 

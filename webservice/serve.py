@@ -1,0 +1,187 @@
+"""`python -m webservice.serve`: the service as it runs everywhere (`make run`, the image, the pod):
+nginx in front (`webservice.front`), gunicorn behind it on a Unix socket.
+
+Start: the settings are checked first (`config.startup_problem`: one line and exit 1, before
+anything listens); gunicorn starts and binds its socket; then nginx listens on HOST:PORT.
+Stop (SIGTERM, SIGINT): nginx stops accepting and finishes every request it holds, which
+gunicorn answers; then gunicorn stops as it always does. SIGHUP reloads both (gunicorn replaces
+its workers). When either process exits on its own, the other is stopped and the exit is
+non-zero. nginx's lines about the answers it gave itself are counted into
+`oncology_front_answers_total{reason}` (prometheus-client's multiprocess folder, which the
+workers' /metrics reads) and written on to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from webservice.config import load_config, startup_problem
+
+NGINX = os.environ.get("ONCOLOGY_NGINX", "nginx")
+GUNICORN_CONFIG = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
+APP = "webservice:create_app()"
+SOCKET_WAIT_SECONDS = 30
+
+
+def main() -> int:
+    problem = startup_problem()
+    if problem:
+        print(f"oncology-serve: cannot start: {problem}", file=sys.stderr)
+        return 1
+    if shutil.which(NGINX) is None:
+        print(
+            f"oncology-serve: cannot start: {NGINX} is not installed "
+            "(Debian: apt-get install nginx)",
+            file=sys.stderr,
+        )
+        return 1
+    # nginx's configuration, temporary files and gunicorn's socket: TMPDIR (a disk in the pod).
+    run_dir = Path(tempfile.mkdtemp(prefix="oncology-serve-"))
+    run_dir.chmod(0o755)  # nginx's workers (as `nobody` when started by root) reach the socket
+    # The metrics of every process, in memory (WORKER_TMP_DIR, as gunicorn's heartbeat files).
+    metrics_dir = tempfile.mkdtemp(
+        prefix="oncology-metrics-", dir=os.environ.get("WORKER_TMP_DIR", "/dev/shm")
+    )
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return Launcher(run_dir).run()
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+class Launcher:
+    """gunicorn and nginx as one service: started in order, stopped in order."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.stopping = threading.Event()
+        self.reload = threading.Event()
+        self.gunicorn: subprocess.Popen[bytes] | None = None
+        self.nginx: subprocess.Popen[bytes] | None = None
+
+    def run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(signum, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+        socket = self.run_dir / "gunicorn.sock"
+        environment = {**os.environ, "BIND": f"unix:{socket}"}
+        self.gunicorn = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), APP], env=environment
+        )
+        if not self._wait_for(socket):
+            return self._stop(self.gunicorn.poll() or 1)
+        config = self.run_dir / "nginx.conf"
+        config.write_text(nginx_config_text(self.run_dir))
+        self.nginx = subprocess.Popen(
+            [NGINX, "-e", "stderr", "-p", str(self.run_dir), "-c", str(config),
+             "-g", "daemon off;"],
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        counter = threading.Thread(
+            target=count_front_answers, args=(self.nginx.stdout,), name="front-log", daemon=True
+        )
+        counter.start()
+        while not self.stopping.is_set():
+            if self.reload.is_set():
+                self.reload.clear()
+                self.gunicorn.send_signal(signal.SIGHUP)
+                self.nginx.send_signal(signal.SIGHUP)
+            for process in (self.gunicorn, self.nginx):
+                if process.poll() is not None:
+                    name = "gunicorn" if process is self.gunicorn else "nginx"
+                    print(f"oncology-serve: {name} exited ({process.returncode})", file=sys.stderr)
+                    return self._stop(process.returncode or 1)
+            self.stopping.wait(0.2)
+        code = self._stop(0)
+        counter.join(timeout=5)
+        return code
+
+    def _wait_for(self, socket: Path) -> bool:
+        """Until gunicorn listens on `socket`; False when it exits or a stop is asked first."""
+        deadline = time.monotonic() + SOCKET_WAIT_SECONDS
+        assert self.gunicorn is not None
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            if self.gunicorn.poll() is not None:
+                return False
+            if socket.exists():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def _stop(self, code: int) -> int:
+        """nginx first (it finishes what it holds, which needs gunicorn), then gunicorn."""
+        grace = float(os.environ.get("GRACEFUL_TIMEOUT", "20")) + 5
+        for process, graceful in ((self.nginx, signal.SIGQUIT), (self.gunicorn, signal.SIGTERM)):
+            if process is None or process.poll() is not None:
+                continue
+            process.send_signal(graceful)
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return code
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping.set()
+
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+        self.reload.set()
+
+
+def nginx_config_text(run_dir: Path) -> str:
+    """nginx.conf for this environment's settings."""
+    from webservice.front import FrontSettings, nginx_config
+
+    settings = load_config()
+    return nginx_config(
+        FrontSettings(
+            host=os.environ.get("HOST", "127.0.0.1"),
+            port=int(os.environ.get("PORT", "8080")),
+            run_dir=run_dir,
+            max_body_bytes=settings["MAX_BODY_BYTES"],
+            header_timeout=settings["HEADER_TIMEOUT"],
+            body_timeout=settings["BODY_TIMEOUT"],
+            max_connections=settings["MAX_CONNECTIONS"],
+            max_requests_in_progress=settings["MAX_REQUESTS_IN_PROGRESS"],
+            upstream_timeout=int(os.environ.get("GUNICORN_TIMEOUT", "30")) + 5,
+        )
+    )
+
+
+def count_front_answers(lines: IO[bytes] | None) -> None:
+    """Count each answer nginx gave itself by its reason, and pass its line on to stdout."""
+    if lines is None:
+        return
+    from prometheus_client import Counter
+
+    answers = Counter(
+        "oncology_front_answers_total",
+        "Requests the front (nginx) answered itself, without the service: timeout (a client too "
+        "slow with its headers or body), body-too-large, busy (too many requests in progress), "
+        "bad-request, client-closed, upstream-unavailable (gunicorn not listening), front-error",
+        ["reason"],
+    )
+    for line in iter(lines.readline, b""):
+        try:
+            record: dict[str, Any] = json.loads(line)
+            answers.labels(str(record.get("reason", "other"))).inc()
+        except ValueError:
+            pass  # not one of its JSON lines: passed on as it is
+        os.write(1, line)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
