@@ -91,6 +91,16 @@ $(INSTALLED): $(SERVING)
 	@$(COMPILE) >/dev/null
 	@touch $@
 
+# nginx, the buffering front the service runs behind (webservice.front): Debian's package.
+NGINX := $(or $(shell command -v nginx 2>/dev/null),/usr/sbin/nginx)
+
+$(NGINX):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "==> Installing Debian's nginx: the service runs behind it (about 10 s, once)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends nginx >/dev/null; \
+	else echo "nginx is needed (the service runs behind it): sudo apt-get install nginx"; exit 2; fi
+
 .PHONY: train
 train: $(INSTALLED) ## Train, evaluate and export the bundled model (report in build/report/)
 	@echo "==> Training into $(ARTIFACTS) (2 candidates x 5 repeats x 5 folds on every core, \
@@ -99,13 +109,13 @@ train: $(INSTALLED) ## Train, evaluate and export the bundled model (report in b
 		--out $(ARTIFACTS) --report build/report
 
 .PHONY: run
-run: $(SERVING) ## Serve the API with gunicorn on http://127.0.0.1:8080 (HOST, PORT, WORKERS from the env)
-	@echo "==> Starting gunicorn on http://$${HOST:-127.0.0.1}:$${PORT:-8080} (Swagger UI at /docs); \
-	Ctrl-C stops it"
-	$(VENV)/bin/gunicorn -c gunicorn.conf.py 'webservice:create_app()'
+run: $(SERVING) $(NGINX) ## Serve the API on http://127.0.0.1:8080: nginx in front of gunicorn (HOST, PORT, WORKERS from the env)
+	@echo "==> Starting nginx on http://$${HOST:-127.0.0.1}:$${PORT:-8080} (Swagger UI at /docs) \
+	in front of gunicorn; Ctrl-C stops both"
+	$(PY) -m webservice.serve
 
 .PHONY: test
-test: $(INSTALLED) ## Run the test suite on every core (workers=N to choose)
+test: $(INSTALLED) $(NGINX) ## Run the test suite on every core (workers=N to choose)
 	$(PY) -m pytest --numprocesses $(workers) --dist loadscope
 
 .PHONY: package
@@ -115,15 +125,15 @@ package: train ## Train, test and build the wheel into dist/
 	$(PY) -m build --wheel --no-isolation --outdir dist .
 
 .PHONY: bench
-bench: $(INSTALLED) ## Benchmark against the HTTP floor (BENCH_ARGS=--mlserver adds MLServer); build/bench/
+bench: $(INSTALLED) $(NGINX) ## Benchmark against the HTTP floor (BENCH_ARGS=--mlserver adds MLServer); build/bench/
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 .PHONY: interop
-interop: $(INSTALLED) ## tritonclient and the kserve SDK (own venv, build/interop) against the live server, V2
+interop: $(INSTALLED) $(NGINX) ## tritonclient and the kserve SDK (own venv, build/interop) against the live server, V2
 	$(PY) -m ops.interop
 
 .PHONY: reliability
-reliability: $(INSTALLED) ## Soak, worker crash, reload/shutdown, bad input and bad artifacts, on loopback
+reliability: $(INSTALLED) $(NGINX) ## Soak, worker crash, reload/shutdown, bad input and bad artifacts, on loopback
 	$(PY) -m reliability.run
 
 .PHONY: security

@@ -261,7 +261,7 @@ def main() -> int:
         results["ratios"]["batch_10000_ratio"] = _spread(
             [server / limit for server, limit in zip(times, limits, strict=True)]
         )
-        workers = process_tree(service.process.pid)[1:]
+        workers = service.workers()
         results["worker_rss_mb"] = max(rss_mb(pid) for pid in workers)
     results["in_process"] = in_process()
     results["scoring"] = scoring_benchmark(OUT, args.scoring_rows)

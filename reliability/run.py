@@ -40,7 +40,7 @@ from typing import Any
 from oncology_model.integrity import ONNX_FILE, bundled_artifacts_dir
 from oncology_model.verify import SEED_TUMOR
 from tests.live_server import LiveServer, live_server
-from tests.load import Recorder, need_wrk, process_tree, rss_mb, run_wrk, wrk_script
+from tests.load import Recorder, need_wrk, rss_mb, run_wrk, wrk_script
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "reliability"
@@ -63,7 +63,7 @@ def expect(condition: bool, message: str) -> None:
 
 
 def workers_of(server: LiveServer) -> list[int]:
-    return process_tree(server.process.pid)[1:]
+    return server.workers()
 
 
 def logged_request_ids(server: LiveServer) -> set[str]:

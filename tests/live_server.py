@@ -1,4 +1,7 @@
-"""Start the real gunicorn server on a free loopback port, wait until ready, stop it by PID."""
+"""Start the real server on a free loopback port, wait until ready, stop it by PID.
+
+The service runs as everywhere else (`python -m webservice.serve`: nginx in front, gunicorn
+behind it); another app (the bench's floor) runs on gunicorn alone."""
 
 from __future__ import annotations
 
@@ -41,10 +44,25 @@ def free_port() -> int:
 
 @dataclass
 class LiveServer:
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes]  # webservice.serve, or gunicorn for another app
     port: int
     log: Path
     ready_path: str = "/readyz"
+    front: bool = True
+
+    @property
+    def gunicorn_pid(self) -> int:
+        """gunicorn's master: the process itself, or the launcher's gunicorn child."""
+        if not self.front:
+            return self.process.pid
+        for child in children(self.process.pid):
+            if b"gunicorn" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return child
+        raise RuntimeError("no gunicorn under the launcher")
+
+    def workers(self) -> list[int]:
+        """gunicorn's workers, oldest first."""
+        return children(self.gunicorn_pid)
 
     @property
     def url(self) -> str:
@@ -66,7 +84,7 @@ class LiveServer:
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(f"the server exited: {self.log.read_text()[-2000:]}")
             try:
                 if self.status(self.ready_path) == 200:
                     return time.monotonic() - started
@@ -94,6 +112,14 @@ ALARMING_LINE = re.compile(
 )
 
 
+def children(pid: int) -> list[int]:
+    """The direct children of `pid`."""
+    found = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return [int(child) for child in found]
+
+
 def log_problems(text: str) -> list[str]:
     """Lines of a server log an operator would take for trouble, and lines with ANSI codes."""
     return [line for line in text.splitlines() if ALARMING_LINE.search(line) or "\x1b" in line]
@@ -112,20 +138,22 @@ def live_server(
     app: str = SERVICE_APP,
     ready_path: str = "/readyz",
 ) -> Iterator[LiveServer]:
-    """gunicorn serving `app` (default: the service, as `make run` does) on a free port."""
+    """`app` served on a free port: the service as `make run` serves it (nginx in front of
+    gunicorn, `webservice.serve`), any other app on gunicorn alone."""
     port = free_port()
-    log = log_dir / f"gunicorn-{port}.log"
+    log = log_dir / f"server-{port}.log"
     environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(workers)}
     environment.update(env or {})
+    front = app == SERVICE_APP
+    if front:
+        command = [sys.executable, "-m", "webservice.serve"]
+    else:
+        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app]
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app],
-            cwd=ROOT,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
+            command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT
         )
-    server = LiveServer(process, port, log, ready_path)
+    server = LiveServer(process, port, log, ready_path, front)
     try:
         if wait:
             server.wait_ready()

@@ -83,11 +83,11 @@ def run_wrk(url: str, script: Path, *, connections: int, seconds: int) -> dict[s
 
 
 def process_tree(pid: int) -> list[int]:
-    """`pid` and its children (gunicorn's master and workers)."""
+    """`pid` and all its descendants (the launcher, nginx and gunicorn with their workers)."""
     children = subprocess.run(
         ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
     ).stdout.split()
-    return [pid, *(int(child) for child in children)]
+    return [pid, *(grandchild for child in children for grandchild in process_tree(int(child)))]
 
 
 def cpu_seconds(pids: list[int]) -> float:

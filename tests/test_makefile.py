@@ -37,7 +37,7 @@ def test_run_installs_only_what_serving_needs() -> None:
     assert "--categories packages" in plan
     assert "train" not in plan.replace("oncology_model/training", "")
     assert "dev-packages" not in plan
-    assert "gunicorn -c gunicorn.conf.py" in plan
+    assert "-m webservice.serve" in plan
 
 
 def test_train_writes_the_bundled_model_with_a_fixed_date() -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from importlib import metadata
 from typing import Any
 
 from flask import Flask
+from flask import Response as FlaskResponse
 
 from webservice.api import init_api
 from webservice.auth import BearerAuth
@@ -13,9 +15,19 @@ from webservice.config import load_config
 from webservice.lane import PredictionLane
 from webservice.middleware import BodyLimit, WSGIApp
 from webservice.observability import Observability, configure_logging
-from webservice.problems import PhrasedResponse
+from webservice.problems import STATUS_LINES
 from webservice.service import Service
 from webservice.tokens import TokenFile
+
+
+class PhrasedResponse(FlaskResponse):
+    """Flask's Response, writing the same status lines as the prediction lane (`STATUS_LINES`)."""
+
+    def _clean_status(self, value: str | int | HTTPStatus) -> tuple[str, int]:
+        # Werkzeug's one place that turns a status (`status` or `status_code` set) into its line.
+        if not isinstance(value, str) and int(value) in STATUS_LINES:
+            value = STATUS_LINES[int(value)]
+        return super()._clean_status(value)
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:

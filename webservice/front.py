@@ -134,7 +134,6 @@ http {{
     client_body_timeout {settings.body_timeout}s;
     send_timeout 30s;
     keepalive_timeout 75s;
-    reset_timedout_connection on;
     client_max_body_size {limit};
     client_body_buffer_size 64k;
     proxy_request_buffering on;
@@ -144,7 +143,7 @@ http {{
     proxy_read_timeout {settings.upstream_timeout}s;
     proxy_send_timeout {settings.upstream_timeout}s;
 
-    limit_conn_zone $server_name zone=in_progress:1m;
+    limit_conn_zone $server_port zone=in_progress:1m;  # one key: all requests together
     limit_conn_status 503;
     limit_conn_log_level warn;
 
@@ -155,11 +154,11 @@ http {{
     }}
     # A declared length is named; a chunked body's (nginx counts it as it reads) is not.
     map "$http_transfer_encoding|$content_length" $too_large_problem {{
-        "~^[|][0-9]+$" '{_text(declared.body()).replace(str(_DECLARED), "$content_length")}';
+        "~^[|][0-9]+$" '{_declared(declared.body())}';
         default '{_text(undeclared.body())}';
     }}
     map "$http_transfer_encoding|$content_length" $too_large_v2 {{
-        "~^[|][0-9]+$" '{_text(declared.answer("/v2")[0]).replace(str(_DECLARED), "$content_length")}';
+        "~^[|][0-9]+$" '{_declared(declared.answer("/v2")[0])}';
         default '{_text(undeclared.answer("/v2")[0])}';
     }}
     # The path the client asked for (never the query string, which the logs leave out).
@@ -237,6 +236,11 @@ def _named_location(name: str, status: int, body: str, *, retry: bool, v2: bool 
         f"        location = {ERROR_PREFIX}{name} {{ internal; default_type {content_type}; "
         f"add_header X-Request-ID $rid always;{retry_after} return {status} {body}; }}"
     )
+
+
+def _declared(raw: bytes) -> str:
+    """A 413 body naming the declared length: nginx's $content_length where it goes."""
+    return _text(raw).replace(str(_DECLARED), "$content_length")
 
 
 def _quoted(raw: bytes) -> str:

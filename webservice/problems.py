@@ -1,17 +1,19 @@
 """Errors as RFC 9457 problem details (`application/problem+json`), one shape for every error,
-except under /v2, where the Open Inference Protocol wants `{"error": "..."}` (application/json)."""
+except under /v2, where the Open Inference Protocol wants `{"error": "..."}` (application/json).
+
+Light to import (orjson only at the top): `webservice.front` writes the front's own answers with
+`Problem` in a process that must load neither Flask, the model nor the metrics client."""
 
 from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 import orjson
-from flask import Response as FlaskResponse
-from werkzeug.wrappers import Response
 
-from oncology_model.datamodel import InvalidTumorError
-from webservice import metrics
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Response
 
 PROBLEM_JSON = "application/problem+json"
 # Status lines with the standard's reason phrases ("503 Service Unavailable"), for every answer:
@@ -60,23 +62,18 @@ class Problem(Exception):
         return self.body(), PROBLEM_JSON
 
     def response(self, path: str = "") -> Response:
+        from werkzeug.wrappers import Response
+
         body, content_type = self.answer(path)
         return Response(body, STATUS_LINES[self.status], self.headers, content_type=content_type)
-
-
-class PhrasedResponse(FlaskResponse):
-    """Flask's Response, writing the same status lines as the prediction lane (`STATUS_LINES`)."""
-
-    def _clean_status(self, value: str | int | HTTPStatus) -> tuple[str, int]:
-        # Werkzeug's one place that turns a status (`status` or `status_code` set) into its line.
-        if not isinstance(value, str) and int(value) in STATUS_LINES:
-            value = STATUS_LINES[int(value)]
-        return super()._clean_status(value)
 
 
 def as_problem(error: BaseException, method: str, path: str) -> Problem:
     """The one mapping of exceptions to answers: a Problem as is, a bad tumor as 422 (counted
     per field), anything unexpected as a bare 500 (logged with its traceback, never sent)."""
+    from oncology_model.datamodel import InvalidTumorError
+    from webservice import metrics
+
     if isinstance(error, Problem):
         return error
     if isinstance(error, InvalidTumorError):
