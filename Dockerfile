@@ -3,7 +3,8 @@
 #            given to `make image model=DIR` (verified) or trains it (deterministic, ~20 s),
 #            builds the wheel around it
 #   training: the builder's training environment as a non-root image, for the Kubernetes training Job
-#   runtime (last, the default): only what serving needs, as a fixed non-root UID, read-only friendly
+#   runtime (last, the default): only what serving needs, nginx in front of gunicorn, as a fixed
+#            non-root UID, read-only friendly
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS builder
@@ -67,20 +68,31 @@ ARG MODEL_VERSION=""
 LABEL org.opencontainers.image.title="oncology-webservice" \
       org.opencontainers.image.description="Breast-cancer classifier REST API (research example, not a medical device)" \
       org.opencontainers.image.version="${MODEL_VERSION}"
+# nginx, the buffering front the service runs behind (webservice.front): Debian's package, from
+# the base's release (DL3008: not pinned, like the build tools). Its default site and logs are
+# unused: webservice.serve writes the whole configuration at each start.
+# hadolint ignore=DL3008
 RUN groupadd --gid 10001 app \
-    && useradd --uid 10001 --gid 10001 --no-log-init --no-create-home --shell /usr/sbin/nologin app
+    && useradd --uid 10001 --gid 10001 --no-log-init --no-create-home --shell /usr/sbin/nologin app \
+    && apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends nginx >/dev/null \
+    && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/*
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY gunicorn.conf.py ./
 COPY webservice ./webservice
 RUN /opt/venv/bin/python -m compileall -q /app
+# TMPDIR: nginx's configuration, its temporary files and gunicorn's socket; /dev/shm is what a
+# read-only container (`docker run --read-only`) can still write. Kubernetes mounts a volume.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
-    PORT=8080
+    PORT=8080 \
+    TMPDIR=/dev/shm
 USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8080'), timeout=2)"]
-ENTRYPOINT ["gunicorn", "--config", "/app/gunicorn.conf.py", "webservice:create_app()"]
+# nginx on PORT in front of gunicorn (on a Unix socket): see webservice/serve.py.
+ENTRYPOINT ["python", "-m", "webservice.serve"]

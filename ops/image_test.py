@@ -5,7 +5,8 @@ no bridge, no iptables), builds a stand-in base image when the official one cann
 drives the Makefile's own targets (`make image`, `publish-model`, `publish`, `deploy -n`):
 
 1. `make image`: the default build (trains the bundled data); the container runs read-only as its
-   non-root user: readiness time, a prediction, the HEALTHCHECK, the size, the model it serves.
+   non-root user: readiness time, a prediction, the HEALTHCHECK, the size, the model it serves,
+   nginx in front of gunicorn, and predictions answered beside slow clients.
 2. New data (the bundled file with every 10th row removed) is trained through the training Job's
    entry point: the training image, read-only, no network, /data mounted read-only, /out written.
 3. The release gate accepts that candidate; a degraded one (20 % of the labels flipped) is refused.
@@ -28,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -197,7 +199,7 @@ def check_image(image: str, version: str) -> dict[str, object]:
     assert size_mb <= MAX_IMAGE_MB, f"image is {size_mb:.0f} MB, over {MAX_IMAGE_MB} MB"
     assert config["User"].split(":")[0] == UID, f"image runs as {config['User']!r}, not {UID}"
     assert config["Healthcheck"]["Test"], "no HEALTHCHECK"
-    assert config["Entrypoint"][0] == "gunicorn", config["Entrypoint"]
+    assert config["Entrypoint"] == ["python", "-m", "webservice.serve"], config["Entrypoint"]
     label = config["Labels"]["org.opencontainers.image.version"]
     assert label == version, f"OCI version label {label!r}, not the model {version}"
 
@@ -237,6 +239,11 @@ def check_image(image: str, version: str) -> dict[str, object]:
         assert served == card == answer["model_version"] == version, (served, card, version)
         figures["serves"] = served
 
+        figures["slow_clients"] = slow_clients_hold_no_worker(port, seed)
+        processes = docker("exec", container, "ps", "-eo", "user,args", check=False).stdout
+        if processes:  # ps may be missing from a slim base; the tree then goes unchecked
+            assert "nginx: master" in processes and "gunicorn" in processes, processes
+
         whoami = docker("exec", container, "python", "-c", "import os; print(os.getuid())")
         assert whoami.stdout.strip() == UID, whoami.stdout
         write = docker("exec", container, "touch", "/app/x", check=False)
@@ -257,6 +264,23 @@ def check_image(image: str, version: str) -> dict[str, object]:
     finally:
         docker("rm", "--force", container, check=False)
     return figures
+
+
+def slow_clients_hold_no_worker(port: int, tumor: Mapping[str, object]) -> str:
+    """Eight connections (four per worker) dripping their headers: predictions still answer."""
+    drippers = []
+    try:
+        for _ in range(8):
+            connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+            connection.sendall(b"POST /v1/predictions HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
+            drippers.append(connection)
+        for _ in range(5):
+            status, _ = get_or_post(port, "/v1/predictions", tumor)
+            assert status == 200, f"a prediction beside 8 slow clients: {status}"
+    finally:
+        for connection in drippers:
+            connection.close()
+    return "8 slow clients, 5 predictions answered"
 
 
 def train_as_the_job(image: str, data: Path, out: Path) -> Path:

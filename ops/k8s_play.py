@@ -14,10 +14,11 @@ No Kubernetes cluster runs here, but Debian's podman plays a Deployment's own po
    with no ERROR or WARNING line and no ANSI escape codes.
 5. A redeploy: the Deployment as `kubectl set image --local` rewrites it for the next model's tag,
    played with `--replace`, serves that model.
-6. The pod stopped under load as the kubelet stops it (SIGTERM, SIGKILL only after the grace
+6. Slow clients (`reliability.slow_clients`) against the played pod: ordinary predictions go on.
+7. The pod stopped under load as the kubelet stops it (SIGTERM, SIGKILL only after the grace
    period; podman 4.3's `kube down` alone would SIGKILL at once), then `podman kube down`: every
-   request a worker accepted is answered, gunicorn exits 0 within the grace period.
-7. The training Job's pod, its data and output volumes as host folders (hostPath), no network:
+   request a worker accepted is answered, the launcher exits 0 within the grace period.
+8. The training Job's pod, its data and output volumes as host folders (hostPath), no network:
    the artifacts, the report and the wheel appear in the output folder and verify.
 
 Everything started here is stopped: the registry by PID, pods by `podman kube down`.
@@ -43,6 +44,7 @@ import yaml
 from registry import registry
 
 from oncology_model.verify import SEED_TUMOR
+from reliability.slow_clients import slow_client_attack
 from tests.live_server import access_records, free_port, log_problems
 from tests.load import Recorder
 from webservice.tokens import new_token
@@ -275,7 +277,8 @@ def check_locked_down(container: str) -> dict[str, Any]:
     host = inspect["HostConfig"]
     assert host["ReadonlyRootfs"] is True, "root filesystem is not read-only"
     assert not inspect.get("EffectiveCaps"), f"capabilities: {inspect.get('EffectiveCaps')}"
-    # PID 1 of the container: gunicorn's master, as the pod started it (not an exec'd process).
+    # PID 1 of the container: the launcher, as the pod started it (not an exec'd process), with
+    # nginx and gunicorn under it.
     status = podman("exec", container, "cat", "/proc/1/status").stdout
     fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
     uids, gids = fields["Uid"].split(), fields["Gid"].split()
@@ -284,7 +287,11 @@ def check_locked_down(container: str) -> dict[str, Any]:
     assert fields["NoNewPrivs"].strip() == "1", "no_new_privs is not set"
     write = podman("exec", container, "touch", "/app/written", check=False)
     assert write.returncode != 0, "the root filesystem is writable"
-    assert "gunicorn" in podman("exec", container, "cat", "/proc/1/cmdline").stdout
+    assert "webservice.serve" in podman("exec", container, "cat", "/proc/1/cmdline").stdout
+    commands = podman(
+        "exec", container, "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"
+    ).stdout
+    assert "nginx: master" in commands and "gunicorn" in commands, commands
     return {"uid": uids[0], "cap_eff": fields["CapEff"].strip(), "readonly_root": True}
 
 
@@ -392,7 +399,7 @@ def down_under_load(played: dict[str, Any], grace: float) -> dict[str, Any]:
         o for o in recorder.outcomes if o.started < stop_at < o.ended and o.status == 200
     ]
     assert not lost, f"accepted requests without an answer: {lost[:5]}"
-    assert exit_code.strip() == "0", f"gunicorn exited with {exit_code.strip()}:\n{text[-2000:]}"
+    assert exit_code.strip() == "0", f"the service exited with {exit_code.strip()}:\n{text[-2000:]}"
     assert "Handling signal: term" in text and "Shutting down: Master" in text, text[-2000:]
     problems = log_problems(text)
     assert not problems, "log:\n" + "\n".join(problems)
@@ -470,6 +477,21 @@ def play_training_job(image: str, data_file: Path) -> dict[str, Any]:
     return {"training_s": round(took, 1), "trained_version": version}
 
 
+def slow_clients_against(played: dict[str, Any]) -> dict[str, Any]:
+    """The reliability suite's slow clients (300 dripping headers, 100 dripping bodies, 30 s)
+    against the played pod: every ordinary prediction answered, p99 within 5x unloaded."""
+    figures = slow_client_attack(played["port"], SEED, BATCH, headers=AUTHORIZATION)
+    (WORK / "slow-clients.json").write_text(json.dumps(figures, indent=2) + "\n")
+    assert figures["passed"], f"slow clients hurt the played pod: {figures}"
+    assert http(played["port"], "/readyz")[0] == 200, "the pod is not ready after slow clients"
+    say(
+        f"slow clients: {figures['attacked']['requests']} ordinary predictions beside 300 "
+        f"dripping headers and 100 dripping bodies, none failed, p99 {figures['p99_ratio']}x "
+        "unloaded"
+    )
+    return {"slow_clients_p99_ratio": figures["p99_ratio"]}
+
+
 def play_webservice(
     deployment: dict[str, Any], images: tuple[str, str], versions: tuple[str, str], grace: float
 ) -> dict[str, Any]:
@@ -479,6 +501,7 @@ def play_webservice(
         figures = {k: played[k] for k in ("play_s", "ready_s", "budget_s")}
         played = redeploy(played, images[1], versions[1], startup_budget(deployment))
         figures["redeploy_s"] = played["redeploy_s"]
+        figures.update(slow_clients_against(played))
         figures.update(down_under_load(played, grace))
         return figures
     finally:

@@ -137,14 +137,16 @@ def live_server(
     wait: bool = True,
     app: str = SERVICE_APP,
     ready_path: str = "/readyz",
+    front: bool | None = None,
 ) -> Iterator[LiveServer]:
     """`app` served on a free port: the service as `make run` serves it (nginx in front of
-    gunicorn, `webservice.serve`), any other app on gunicorn alone."""
+    gunicorn, `webservice.serve`), any other app (or the service with `front=False`, for the
+    bench's comparison) on gunicorn alone."""
     port = free_port()
     log = log_dir / f"server-{port}.log"
     environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(workers)}
     environment.update(env or {})
-    front = app == SERVICE_APP
+    front = app == SERVICE_APP if front is None else front
     if front:
         command = [sys.executable, "-m", "webservice.serve"]
     else:

@@ -274,3 +274,15 @@ def test_the_rendered_configuration_is_valid_nginx(tmp_path: Path) -> None:
     )  # fmt: skip
     assert check.returncode == 0, check.stderr
     assert "test is successful" in check.stderr
+
+
+def test_trace_which_nginx_never_passes_on_is_refused_naming_what_is_allowed(
+    server: LiveServer,
+) -> None:
+    for path, allowed in (("/v1/predictions", "OPTIONS, POST"), ("/healthz", "GET, HEAD, OPTIONS")):
+        request = urllib.request.Request(server.url + path, method="TRACE")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 405
+        assert refused.value.headers["Allow"] == allowed
+        assert json.loads(refused.value.read())["type"] == "urn:oncology:problem:method-not-allowed"

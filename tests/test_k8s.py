@@ -171,6 +171,22 @@ def test_rollout_never_drops_below_wanted_and_drains_before_stopping(
     assert pod["terminationGracePeriodSeconds"] > pre_stop + graceful
 
 
+def test_the_front_buffers_on_a_bounded_disk_volume_not_the_pods_memory(
+    documents: list[dict[str, Any]],
+) -> None:
+    """nginx writes request bodies over 64 KiB to TMPDIR: in every serving pod spec, a disk
+    emptyDir with a size limit, never the in-memory one nor the read-only root."""
+    runtime = yaml.safe_load((K8S / "kserve" / "serving-runtime.yaml").read_text())
+    pods = [d["spec"]["template"]["spec"] for d in deployments(documents).values()]
+    for pod in [*pods, runtime["spec"]]:
+        container = pod["containers"][0]
+        tmpdir = next(e["value"] for e in container["env"] if e["name"] == "TMPDIR")
+        mount = next(m for m in container["volumeMounts"] if m["mountPath"] == tmpdir)
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        assert "medium" not in volume["emptyDir"], "buffered bodies would count as memory"
+        assert volume["emptyDir"]["sizeLimit"]
+
+
 def test_every_container_is_locked_down(rendered: dict[str, dict[str, Any]]) -> None:
     jobs = [
         yaml.safe_load((K8S / folder / "job.yaml").read_text()) for folder in ("training", "batch")

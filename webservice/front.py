@@ -59,6 +59,7 @@ class FrontSettings:
     max_connections: int
     max_requests_in_progress: int
     upstream_timeout: int
+    shutdown_timeout: int
 
 
 def nginx_config(settings: FrontSettings) -> str:
@@ -112,6 +113,8 @@ def nginx_config(settings: FrontSettings) -> str:
     )
     return f"""# Written by webservice.front at each start; edits here are lost.
 worker_processes 1;
+# On SIGQUIT nginx finishes what it holds, for at most this long (a slow client cannot hold a stop).
+worker_shutdown_timeout {settings.shutdown_timeout}s;
 worker_rlimit_nofile {2 * settings.max_connections + 64};
 pid {run}/nginx.pid;
 error_log stderr crit;  # every request's outcome is a JSON line instead
@@ -164,6 +167,12 @@ http {{
     # The path the client asked for (never the query string, which the logs leave out).
     map $request_uri $path {{
         "~^(?<before_query>[^?]*)" $before_query;
+    }}
+    # What a 405 the front gives itself (to TRACE, which nginx never passes on) says is allowed.
+    map $path $allowed_methods {{
+        "~^/v1/predictions(/batch)?$" "OPTIONS, POST";
+        "~^/v2/models/[^/]+(/versions/[^/]+)?/infer$" "OPTIONS, POST";
+        default "GET, HEAD, OPTIONS";
     }}
     # Answered here, without the service: no upstream, or an upstream that could not be reached.
     map $upstream_status $answered_here {{
@@ -229,12 +238,14 @@ def _error_pages(*, v2: bool) -> str:
 
 def _named_location(name: str, status: int, body: str, *, retry: bool, v2: bool = False) -> str:
     """A location answering `status` with `body` (a problem, or under /v2 the protocol's
-    `{"error": ...}`), the request id and, when the client may retry, `Retry-After`."""
+    `{"error": ...}`), the request id, `Retry-After` when the client may retry, `Allow` for 405."""
     content_type = "application/json" if v2 else PROBLEM_JSON
-    retry_after = " add_header Retry-After 1 always;" if retry else ""
+    extra = " add_header Retry-After 1 always;" if retry else ""
+    if status == 405:
+        extra += " add_header Allow $allowed_methods always;"
     return (
         f"        location = {ERROR_PREFIX}{name} {{ internal; default_type {content_type}; "
-        f"add_header X-Request-ID $rid always;{retry_after} return {status} {body}; }}"
+        f"add_header X-Request-ID $rid always;{extra} return {status} {body}; }}"
     )
 
 

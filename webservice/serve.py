@@ -77,8 +77,12 @@ class Launcher:
         signal.signal(signal.SIGHUP, self._on_reload)
         socket = self.run_dir / "gunicorn.sock"
         environment = {**os.environ, "BIND": f"unix:{socket}"}
+        # Each child in a session of its own: Ctrl-C in a terminal reaches the launcher only,
+        # which then stops them in order, as for SIGTERM.
         self.gunicorn = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), APP], env=environment
+            [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), APP],
+            env=environment,
+            start_new_session=True,
         )
         if not self._wait_for(socket):
             return self._stop(self.gunicorn.poll() or 1)
@@ -88,6 +92,7 @@ class Launcher:
             [NGINX, "-e", "stderr", "-p", str(self.run_dir), "-c", str(config),
              "-g", "daemon off;"],
             stdout=subprocess.PIPE,
+            start_new_session=True,
         )  # fmt: skip
         counter = threading.Thread(
             target=count_front_answers, args=(self.nginx.stdout,), name="front-log", daemon=True
@@ -122,7 +127,7 @@ class Launcher:
 
     def _stop(self, code: int) -> int:
         """nginx first (it finishes what it holds, which needs gunicorn), then gunicorn."""
-        grace = float(os.environ.get("GRACEFUL_TIMEOUT", "20")) + 5
+        grace = graceful_timeout() + 5
         for process, graceful in ((self.nginx, signal.SIGQUIT), (self.gunicorn, signal.SIGTERM)):
             if process is None or process.poll() is not None:
                 continue
@@ -141,6 +146,11 @@ class Launcher:
         self.reload.set()
 
 
+def graceful_timeout() -> int:
+    """Seconds a stop may take for requests under way: gunicorn's setting, nginx's too."""
+    return int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
+
+
 def nginx_config_text(run_dir: Path) -> str:
     """nginx.conf for this environment's settings."""
     from webservice.front import FrontSettings, nginx_config
@@ -157,6 +167,7 @@ def nginx_config_text(run_dir: Path) -> str:
             max_connections=settings["MAX_CONNECTIONS"],
             max_requests_in_progress=settings["MAX_REQUESTS_IN_PROGRESS"],
             upstream_timeout=int(os.environ.get("GUNICORN_TIMEOUT", "30")) + 5,
+            shutdown_timeout=graceful_timeout(),
         )
     )
 
