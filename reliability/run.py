@@ -371,9 +371,9 @@ def hostile_corpus() -> dict[str, Any]:
             "chunked", _raw(server.port, chunked, chunks)
         )
         for method in ("GET", "PUT", "DELETE"):
-            head = f"{method} /v1/predictions HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n"
-            head = head.encode()
-            statuses[f"{method} /v1/predictions"] = _check_problem(method, _raw(server.port, head))
+            request = f"{method} /v1/predictions HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n"
+            answer = _raw(server.port, request.encode())
+            statuses[f"{method} /v1/predictions"] = _check_problem(method, answer)
         statuses["unknown path"] = _check_problem(
             "404", _raw(server.port, b"GET /admin HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
         )

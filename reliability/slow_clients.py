@@ -80,7 +80,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def measured(port: int, seconds: float, headers: dict[str, str], seed: bytes, batch: bytes) -> dict:
+def measured(
+    port: int, seconds: float, headers: dict[str, str], seed: bytes, batch: bytes
+) -> dict[str, Any]:
     """Ordinary predictions (4 threads alternating single and batch) for `seconds`."""
     recorder = Recorder(
         port,
