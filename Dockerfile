@@ -76,6 +76,7 @@ RUN groupadd --gid 10001 app \
     && useradd --uid 10001 --gid 10001 --no-log-init --no-create-home --shell /usr/sbin/nologin app \
     && apt-get update -qq \
     && apt-get install -y -qq --no-install-recommends nginx >/dev/null \
+    && apt-get clean \
     && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/*
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app

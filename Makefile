@@ -91,15 +91,29 @@ $(INSTALLED): $(SERVING)
 	@$(COMPILE) >/dev/null
 	@touch $@
 
-# nginx, the buffering front the service runs behind (webservice.front): Debian's package.
+# Debian packages the service and the tests drive for real, by the executable that shows each is
+# there: nginx (the front the service runs behind), Chromium (browser tests), Prometheus and
+# promtool (monitoring tests), wrk (load in bench and reliability). Installed with apt when
+# missing and run as root; tests themselves install nothing.
 NGINX := $(or $(shell command -v nginx 2>/dev/null),/usr/sbin/nginx)
+SYSTEM_PACKAGES := nginx:nginx chromium:chromium prometheus:prometheus promtool:prometheus wrk:wrk
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
 $(NGINX):
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "==> Installing Debian's nginx: the service runs behind it (about 10 s, once)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends nginx >/dev/null; \
+		apt-get update -qq && $(APT_INSTALL) nginx >/dev/null; \
 	else echo "nginx is needed (the service runs behind it): sudo apt-get install nginx"; exit 2; fi
+
+.PHONY: system-packages
+system-packages: ## Install the Debian packages the tests drive (nginx, chromium, prometheus, wrk) when missing
+	@missing=$$(for pair in $(SYSTEM_PACKAGES); do \
+		command -v "$${pair%%:*}" >/dev/null || echo "$${pair##*:}"; done | sort -u); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "==> Installing Debian's" $$missing; \
+			apt-get update -qq && $(APT_INSTALL) $$missing >/dev/null; \
+		else echo "missing Debian packages: sudo apt-get install" $$missing; exit 2; fi; fi
 
 .PHONY: train
 train: $(INSTALLED) ## Train, evaluate and export the bundled model (report in build/report/)
@@ -115,7 +129,7 @@ run: $(SERVING) $(NGINX) ## Serve the API on http://127.0.0.1:8080: nginx in fro
 	$(PY) -m webservice.serve
 
 .PHONY: test
-test: $(INSTALLED) $(NGINX) ## Run the test suite on every core (workers=N to choose)
+test: $(INSTALLED) system-packages docs ## Run the test suite on every core (workers=N to choose)
 	$(PY) -m pytest --numprocesses $(workers) --dist loadscope
 
 .PHONY: package
@@ -125,15 +139,15 @@ package: train ## Train, test and build the wheel into dist/
 	$(PY) -m build --wheel --no-isolation --outdir dist .
 
 .PHONY: bench
-bench: $(INSTALLED) $(NGINX) ## Benchmark against the HTTP floor (BENCH_ARGS=--mlserver adds MLServer); build/bench/
+bench: $(INSTALLED) system-packages ## Benchmark against the HTTP floor (BENCH_ARGS=--mlserver adds MLServer); build/bench/
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 .PHONY: interop
-interop: $(INSTALLED) $(NGINX) ## tritonclient and the kserve SDK (own venv, build/interop) against the live server, V2
+interop: $(INSTALLED) system-packages ## tritonclient and the kserve SDK (own venv, build/interop) against the live server, V2
 	$(PY) -m ops.interop
 
 .PHONY: reliability
-reliability: $(INSTALLED) $(NGINX) ## Soak, worker crash, reload/shutdown, bad input and bad artifacts, on loopback
+reliability: $(INSTALLED) system-packages ## Soak, worker crash, reload/shutdown, bad input and bad artifacts, on loopback
 	$(PY) -m reliability.run
 
 .PHONY: security
@@ -165,6 +179,23 @@ lint: $(INSTALLED) ## ruff (lint and format) and mypy
 format: $(INSTALLED) ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# The documentation site's tools, in their own virtual environment.
+DOCS_VENV := build/docs-venv
+DOCS := $(DOCS_VENV)/.installed
+
+$(DOCS): docs/requirements.txt
+	$(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/pip install --quiet --disable-pip-version-check -r docs/requirements.txt
+	@touch $@
+
+.PHONY: docs
+docs: $(DOCS) ## Build the documentation site into build/site (strict: broken links and anchors fail)
+	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict --quiet
+
+.PHONY: docs-serve
+docs-serve: $(DOCS) ## Serve the documentation site on http://127.0.0.1:8000, rebuilt as you edit
+	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
 
 .PHONY: clean
 clean: ## Remove build output and caches (keeps .venv and the committed model)

@@ -17,15 +17,11 @@ from typing import Any
 
 
 def need_wrk() -> str:
+    """wrk's path; it is installed by `make system-packages`, never here."""
     wrk = shutil.which("wrk")
     if wrk:
         return wrk
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env)
-        return "wrk"
-    raise SystemExit("wrk is needed (Debian: apt-get install wrk)")
+    raise SystemExit("wrk is needed: run `make system-packages` (Debian: apt-get install wrk)")
 
 
 def wrk_script(

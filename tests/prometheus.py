@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from .conftest import ensure_debian_package
+from .conftest import require_debian_package
 from .live_server import ROOT, free_port
 
 RULES = ROOT / "monitoring" / "rules.yaml"
@@ -31,7 +31,7 @@ _RANGE = re.compile(r"\[\d+[smhdwy]\]")
 
 
 def ensure_prometheus() -> None:
-    ensure_debian_package(PROMETHEUS, "prometheus")
+    require_debian_package(PROMETHEUS, "prometheus")
 
 
 def short_rules(source: str, *, window: str, hold: str) -> str:

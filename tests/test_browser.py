@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
-from .conftest import ensure_debian_package
+from .conftest import require_debian_package
 from .live_server import LiveServer, live_server
 
 pytestmark = pytest.mark.slow
@@ -27,8 +27,8 @@ CHROMIUM_ARGS = [
 
 
 def ensure_chromium() -> None:
-    """Debian's Chromium: Playwright cannot download its own browser here, so install it."""
-    ensure_debian_package(CHROMIUM, "chromium")
+    """Debian's Chromium: Playwright cannot download its own browser here."""
+    require_debian_package(CHROMIUM, "chromium")
 
 
 @pytest.fixture(scope="module")
