@@ -77,7 +77,7 @@ MANIFEST_TYPES = (
 )
 PACKAGES = {"podman": "podman", "catatonit": "catatonit", "runc": "runc"}
 SEED = json.dumps(SEED_TUMOR.to_dict()).encode()
-# The pod's tokens Secret, played as a host folder holding the same keys (README, "Access").
+# The pod's tokens Secret, played as a host folder holding the same keys (docs/access.md).
 TOKEN, TOKEN_LINE = new_token("k8s-play")
 AUTHORIZATION = {"Authorization": f"Bearer {TOKEN}"}
 BATCH = json.dumps({"tumors": [SEED_TUMOR.to_dict()] * 1000}).encode()

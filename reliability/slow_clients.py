@@ -81,7 +81,7 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def measured(
-    port: int, seconds: float, headers: dict[str, str], seed: bytes, batch: bytes
+    port: int, seconds: float, headers: dict[str, str], seed: bytes, batch: bytes, prefix: str
 ) -> dict[str, Any]:
     """Ordinary predictions (4 threads alternating single and batch) for `seconds`."""
     recorder = Recorder(
@@ -90,6 +90,7 @@ def measured(
         threads=4,
         seconds=seconds,
         headers=headers,
+        prefix=prefix,
     )
     outcomes = recorder.run()
     durations = [(o.ended - o.started) * 1000 for o in outcomes if o.status == 200]
@@ -115,13 +116,13 @@ def slow_client_attack(
     """The figures of one attack (see the module docstring); `passed` says whether it held: no
     ordinary request failed, their p99 within `MAX_P99_RATIO` times the unloaded p99."""
     headers = headers or {}
-    unloaded = measured(port, BASELINE_SECONDS, headers, seed, batch)
+    unloaded = measured(port, BASELINE_SECONDS, headers, seed, batch, "slow-unloaded")
     drippers = Drippers(port, header_drippers, body_drippers)
     thread = threading.Thread(target=drippers.run, name="drippers", daemon=True)
     thread.start()
     time.sleep(3)  # every dripper connected and sending
     try:
-        attacked = measured(port, seconds, headers, seed, batch)
+        attacked = measured(port, seconds, headers, seed, batch, "slow-attacked")
     finally:
         drippers.stop()
         thread.join(15)

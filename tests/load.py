@@ -129,6 +129,7 @@ class Recorder:
     seconds: float = 10.0
     max_requests: int = 200_000
     headers: dict[str, str] = field(default_factory=dict)  # sent with every request (a token)
+    prefix: str = "rel"  # of the request ids: runs against one server must not share ids
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -154,7 +155,7 @@ class Recorder:
                 if len(self.outcomes) >= self.max_requests:
                     return
             path, body = self.requests[sent % len(self.requests)]
-            request_id = f"rel-{number}-{sent}"
+            request_id = f"{self.prefix}-{number}-{sent}"
             sent += 1
             started = time.monotonic()
             status, error = None, ""

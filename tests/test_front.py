@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -286,3 +287,20 @@ def test_trace_which_nginx_never_passes_on_is_refused_naming_what_is_allowed(
         assert refused.value.code == 405
         assert refused.value.headers["Allow"] == allowed
         assert json.loads(refused.value.read())["type"] == "urn:oncology:problem:method-not-allowed"
+
+
+def test_the_connections_fit_the_open_files_the_process_may_have(tmp_path: Path) -> None:
+    """Where the hard limit on open files is low (a container's), nginx is not told to raise its
+    own past it (an alert at every start) and holds only the connections it can open."""
+    from webservice.front import FrontSettings, nginx_config
+
+    settings = FrontSettings(
+        host="127.0.0.1", port=8080, run_dir=tmp_path, max_body_bytes=1024, header_timeout=10,
+        body_timeout=10, max_connections=4096, max_requests_in_progress=1024,
+        upstream_timeout=35, shutdown_timeout=20, max_open_files=1024,
+    )  # fmt: skip
+    config = nginx_config(settings)
+    assert "worker_rlimit_nofile 1024;" in config
+    assert "worker_connections 480;" in config
+    roomy = nginx_config(replace(settings, max_open_files=1 << 20))
+    assert "worker_rlimit_nofile 8256;" in roomy and "worker_connections 4096;" in roomy

@@ -60,12 +60,16 @@ class FrontSettings:
     max_requests_in_progress: int
     upstream_timeout: int
     shutdown_timeout: int
+    max_open_files: int  # the process's hard limit: nginx may not raise its own past it
 
 
 def nginx_config(settings: FrontSettings) -> str:
     """nginx.conf for `settings`: every path under `run_dir` (the root filesystem may be
     read-only), answers the front gives itself in the service's own shapes."""
     run = settings.run_dir
+    # Each connection passed on takes two descriptors; a few more for logs and listeners.
+    open_files = min(2 * settings.max_connections + 64, settings.max_open_files)
+    connections = min(settings.max_connections, (open_files - 64) // 2)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     limit = settings.max_body_bytes
     declared = body_too_large(limit, _DECLARED)
@@ -115,12 +119,12 @@ def nginx_config(settings: FrontSettings) -> str:
 worker_processes 1;
 # On SIGQUIT nginx finishes what it holds, for at most this long (a slow client cannot hold a stop).
 worker_shutdown_timeout {settings.shutdown_timeout}s;
-worker_rlimit_nofile {2 * settings.max_connections + 64};
+worker_rlimit_nofile {open_files};
 pid {run}/nginx.pid;
 error_log stderr crit;  # every request's outcome is a JSON line instead
 {_user_line()}
 events {{
-    worker_connections {settings.max_connections};
+    worker_connections {connections};
     multi_accept on;
 }}
 

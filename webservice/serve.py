@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -151,6 +152,12 @@ def graceful_timeout() -> int:
     return int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
 
 
+def open_files_limit() -> int:
+    """The hard limit on open files, which nginx (unprivileged) may raise its own up to."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return 1 << 20 if hard == resource.RLIM_INFINITY else hard
+
+
 def nginx_config_text(run_dir: Path) -> str:
     """nginx.conf for this environment's settings."""
     from webservice.front import FrontSettings, nginx_config
@@ -168,6 +175,7 @@ def nginx_config_text(run_dir: Path) -> str:
             max_requests_in_progress=settings["MAX_REQUESTS_IN_PROGRESS"],
             upstream_timeout=int(os.environ.get("GUNICORN_TIMEOUT", "30")) + 5,
             shutdown_timeout=graceful_timeout(),
+            max_open_files=open_files_limit(),
         )
     )
 
