@@ -15,7 +15,7 @@ SERVING := $(VENV)/.serving
 INSTALLED := $(VENV)/.installed
 ARTIFACTS := oncology_model/artifacts
 # The training date written into the committed metadata.json, fixed so that `make train` and the
-# reproducibility test (tests/test_training.py) give byte-identical artifacts; change it when you
+# reproducibility test (tests/unit/test_training.py) give byte-identical artifacts; change it when you
 # retrain on purpose. 1795219200 is 2026-11-21T00:00:00Z.
 MODEL_DATE_EPOCH := 1795219200
 # `make test` runs the suite on every core (pytest-xdist), whole modules per worker so that a
@@ -132,6 +132,10 @@ run: $(SERVING) $(NGINX) ## Serve the API on http://127.0.0.1:8080: nginx in fro
 test: $(INSTALLED) system-packages docs ## Run the test suite on every core (workers=N to choose)
 	$(PY) -m pytest --numprocesses $(workers) --dist loadscope
 
+.PHONY: test-unit
+test-unit: $(INSTALLED) ## Run the unit tests alone (one process each: no server, network or subprocess; under 30 s)
+	$(PY) -m pytest tests/unit --numprocesses $(workers) --dist loadscope
+
 .PHONY: package
 package: train ## Train, test and build the wheel into dist/
 	$(PY) -m pytest
@@ -152,7 +156,7 @@ reliability: $(INSTALLED) system-packages ## Soak, worker crash, reload/shutdown
 
 .PHONY: security
 security: $(TOOLS) $(INSTALLED) ## bandit, trivy config and secret scans, pip-audit of the whole lock
-	$(TOOLS_BIN)/bandit -q -r oncology_model webservice ops bench reliability gunicorn.conf.py -ll
+	$(TOOLS_BIN)/bandit -q -r oncology_model webservice ops harness bench reliability gunicorn.conf.py -ll
 	$(TOOLS_BIN)/trivy config --skip-check-update --severity HIGH,CRITICAL --exit-code 1 \
 		$(TRIVY_SKIP) .
 	$(TOOLS_BIN)/trivy fs --skip-db-update --skip-check-update --scanners secret --exit-code 1 \
@@ -160,7 +164,7 @@ security: $(TOOLS) $(INSTALLED) ## bandit, trivy config and secret scans, pip-au
 	@mkdir -p build/security
 	$(PIPENV) requirements --hash --categories "packages train dev-packages" \
 		| grep -v '^-e ' > build/security/locked-requirements.txt
-	$(PYTHON) ops/audit_lock.py --pip-audit $(TOOLS_BIN)/pip-audit \
+	$(PYTHON) -m ops.audit_lock --pip-audit $(TOOLS_BIN)/pip-audit \
 		--requirements build/security/locked-requirements.txt \
 		--exceptions ops/vulnerability-exceptions.txt $(if $(AUDIT_STRICT),--strict)
 
@@ -283,14 +287,14 @@ batch-job: ## Score the input volume's cases.csv into the output volume, with $(
 
 .PHONY: image-test
 image-test: $(INSTALLED) ## Build the images; ship a new model through the Job, the gate, a loopback index and registry
-	$(PY) ops/image_test.py --image $(tag) --training-image $(training_tag)
+	$(PY) -m ops.image_test --image $(tag) --training-image $(training_tag)
 
 # k8s-play redeploys to the model `make image-test` trained as the Job and pushed.
 play_next_model ?= build/ship-test/out/artifacts
 
 .PHONY: k8s-play
 k8s-play: $(INSTALLED) ## Play k8s/ with podman: pull from build/registry (after image-test), deploy, redeploy, down, the Job
-	PYTHONPATH=$(CURDIR) $(PY) ops/k8s_play.py --first-model $(model_dir) --next-model $(play_next_model)
+	$(PY) -m ops.k8s_play --first-model $(model_dir) --next-model $(play_next_model)
 
 $(TOOLS): ops/tools-requirements.txt
 	$(PYTHON) -m venv .tools
@@ -299,8 +303,8 @@ $(TOOLS): ops/tools-requirements.txt
 
 .PHONY: monitoring-rules
 monitoring-rules: ## Make k8s/components/monitoring/prometheus-rule.yaml from monitoring/rules.yaml
-	$(PYTHON) ops/prometheus_rule.py
+	$(PYTHON) -m ops.prometheus_rule
 
 .PHONY: k8s-check
 k8s-check: $(TOOLS) ## Validate k8s/ strictly for several Kubernetes versions, lint Dockerfile and manifests
-	$(PYTHON) ops/k8s_check.py --tools $(TOOLS_BIN)
+	$(PYTHON) -m ops.k8s_check --tools $(TOOLS_BIN)

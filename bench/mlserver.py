@@ -19,8 +19,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness.live_server import free_port
 from oncology_model.integrity import JOBLIB_FILE, bundled_artifacts_dir
-from tests.live_server import free_port
 
 MLSERVER = "mlserver==1.7.1"
 MLSERVER_SKLEARN = "mlserver-sklearn==1.7.1"
@@ -46,7 +46,7 @@ def _environment(root: Path) -> Path:
 
 
 def mlserver_benchmark(root: Path, *, seconds: int, rounds: int) -> dict[str, Any]:
-    from tests.load import run_wrk  # the same wrk runner as for the service
+    from harness.load import run_wrk  # the same wrk runner as for the service
 
     env_dir = _environment(root)
     models = root / "mlserver-models"

@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 
 from bench.scoring import scoring_benchmark
+from harness.live_server import LiveServer, live_server
+from harness.load import cpu_seconds, need_wrk, process_tree, rss_mb, run_wrk, wrk_script
 from oncology_model import Classifier, Tumor
 from oncology_model.verify import SEED_TUMOR
-from tests.live_server import LiveServer, live_server
-from tests.load import cpu_seconds, need_wrk, process_tree, rss_mb, run_wrk, wrk_script
 from webservice.metrics import FLUSH_SECONDS
 from webservice.tokens import new_token
 

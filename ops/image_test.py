@@ -41,9 +41,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from loopback import free_port
-from package_index import package_index
-from registry import registry
+
+from ops.loopback import free_port
+from ops.package_index import package_index
+from ops.registry import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL_BASE = "python:3.11-slim-bookworm"
@@ -409,9 +410,8 @@ def publish_wheel(artifacts: Path, version: str, work: Path) -> dict[str, object
 
 
 def seed_system_test() -> str:
-    """The seed's system test (tests/test_wheel.py), one source for both."""
-    sys.path.insert(0, str(ROOT))
-    from tests.test_wheel import SYSTEM_TEST
+    """The seed's system test (tests/system/test_wheel.py), one source for both."""
+    from tests.system.test_wheel import SYSTEM_TEST
 
     return SYSTEM_TEST
 
@@ -460,7 +460,7 @@ def ship_to_registry(artifacts: Path, version: str, images: tuple[str, str]) -> 
         figures["pulled_digest"] = digest.stdout.strip().split("@")[1]
         figures.update({f"pulled_{k}": v for k, v in check_image(target, version).items()})
     say(f"registry storage kept in {REGISTRY_STORAGE.relative_to(ROOT)} (serve it again with "
-        "python ops/registry.py build/registry)")  # fmt: skip
+        "python -m ops.registry build/registry)")  # fmt: skip
     return figures
 
 

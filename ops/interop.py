@@ -14,7 +14,7 @@ import tempfile
 import venv
 from pathlib import Path
 
-from tests.live_server import live_server
+from harness.live_server import live_server
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = ROOT / "build" / "interop"

@@ -41,12 +41,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from registry import registry
 
+from harness.live_server import access_records, free_port, log_problems
+from harness.load import Recorder
 from oncology_model.verify import SEED_TUMOR
+from ops.registry import registry
 from reliability.slow_clients import slow_client_attack
-from tests.live_server import access_records, free_port, log_problems
-from tests.load import Recorder
 from webservice.tokens import new_token
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from loopback import free_port, serving
+from ops.loopback import free_port, serving
 
 PYPISERVER = ("pypiserver==2.4.2", "passlib==1.7.4")
 USERNAME = "uploader"

@@ -6,7 +6,7 @@
 The storage folder outlives the registry: serving the same folder again (another test, the podman
 play) offers the same images by the same digests. Plain HTTP on loopback, no authentication
 (container engines treat 127.0.0.0/8 as an insecure registry by default). The process is stopped
-by its PID, also on failure. `python ops/registry.py STORAGE` serves until interrupted.
+by its PID, also on failure. `python -m ops.registry STORAGE` serves until interrupted.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from loopback import free_port, serving
+from ops.loopback import free_port, serving
 
 BINARY = "docker-registry"
 CONFIG = """\

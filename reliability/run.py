@@ -39,11 +39,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.live_server import LiveServer, live_server
+from harness.load import Recorder, need_wrk, rss_mb, run_wrk, wrk_script
 from oncology_model.integrity import ONNX_FILE, bundled_artifacts_dir
 from oncology_model.verify import SEED_TUMOR
 from reliability.slow_clients import slow_client_attack
-from tests.live_server import LiveServer, live_server
-from tests.load import Recorder, need_wrk, rss_mb, run_wrk, wrk_script
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "reliability"

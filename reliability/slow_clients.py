@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.load import Recorder
+from harness.load import Recorder
 
 HEADER_DRIPPERS = 300
 BODY_DRIPPERS = 100

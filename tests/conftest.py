@@ -12,7 +12,6 @@ from flask.testing import FlaskClient
 
 from oncology_model import Classifier
 from oncology_model.integrity import bundled_artifacts_dir
-from oncology_model.verify import SEED_TUMOR
 from webservice import create_app
 
 
@@ -27,19 +26,6 @@ def artifacts_copy(tmp_path: Path) -> Path:
     directory = tmp_path / "artifacts"
     shutil.copytree(bundled_artifacts_dir(), directory)
     return directory
-
-
-def require_debian_package(executable: str, package: str) -> None:
-    """Fail, naming the install command, when `executable` is missing: tests install nothing
-    (`make system-packages` or `.ci/run` do)."""
-    if not Path(executable).exists():
-        pytest.fail(
-            f"{executable} is missing: run `make system-packages` (or apt-get install {package})"
-        )
-
-
-SEED_JSON = SEED_TUMOR.to_dict()
-MALIGNANT_JSON = dict.fromkeys(SEED_JSON, 10)
 
 
 class ClosingClient(FlaskClient):

@@ -3,7 +3,7 @@
 OpenAPI 2.0 gives one body schema for every media type, so schemathesis generates `{"tumors":
 [...]}` for CSV too; this serializer writes it as the CSV a client would send, faithfully: what
 JSON cannot accept (a missing field, a string, a boolean, a nested value) becomes a cell the
-service cannot accept either. Loaded by tests/test_openapi.py and, through SCHEMATHESIS_HOOKS,
+service cannot accept either. Loaded by tests/unit/test_openapi.py and, through SCHEMATHESIS_HOOKS,
 by `make reliability`.
 """
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from .conftest import require_debian_package
-from .live_server import ROOT, free_port
+from harness.live_server import ROOT, free_port
+from tests.helpers import require_debian_package
 
 RULES = ROOT / "monitoring" / "rules.yaml"
 JOB = "oncology-webservice"  # the job name the rules expect (the PodMonitor's jobLabel: app)

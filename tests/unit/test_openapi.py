@@ -14,9 +14,8 @@ from openapi_spec_validator import validate
 from oncology_model import Classifier
 from oncology_model.datamodel import FEATURES
 from oncology_model.verify import SEED_TUMOR
+from tests import schemathesis_hooks  # noqa: F401  (registers the text/csv serializer)
 from webservice import create_app
-
-from . import schemathesis_hooks  # noqa: F401  (registers the text/csv serializer)
 
 schema = schemathesis.openapi.from_wsgi("/swagger.json", create_app({"TESTING": True}))
 

@@ -14,25 +14,8 @@ from flask.testing import FlaskClient
 from oncology_model import Classifier, Prediction, Tumor
 from oncology_model.datamodel import FEATURES
 from oncology_model.integrity import ONNX_FILE
+from tests.helpers import MALIGNANT_JSON, SEED_JSON, problem
 from webservice import create_app
-
-from .conftest import MALIGNANT_JSON, SEED_JSON
-
-PROBLEM_KEYS = {"type", "title", "status", "detail", "errors"}
-
-
-def problem(response: Any, status: int) -> dict[str, Any]:
-    """Assert `response` is an RFC 9457 problem with `status`, and return its body."""
-    assert response.status_code == status, response.data
-    assert response.status == f"{status} {HTTPStatus(status).phrase}"  # one casing everywhere
-    assert response.content_type == "application/problem+json"
-    body = response.get_json(force=True)
-    assert set(body) == PROBLEM_KEYS
-    assert body["status"] == status
-    assert body["title"] == HTTPStatus(status).phrase
-    assert body["type"].startswith("urn:oncology:problem:")
-    assert "Traceback" not in response.get_data(as_text=True)
-    return body
 
 
 def test_predict_seed_tumor(client: FlaskClient, classifier: Classifier) -> None:

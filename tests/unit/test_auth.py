@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +11,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
+from tests.conftest import ClosingClient
+from tests.helpers import SEED_JSON, log_lines
 from webservice import create_app
 from webservice.tokens import (
-    CHECK_SECONDS,
     TokenFile,
     TokensFileError,
     digest,
@@ -28,12 +23,7 @@ from webservice.tokens import (
     parse,
 )
 
-from .conftest import SEED_JSON, ClosingClient
-from .live_server import LiveServer, live_server
-from .load import process_tree
-from .test_observability import log_lines
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ALICE, ALICE_LINE = new_token("alice")
 BOB, BOB_LINE = new_token("bob")
 PROMETHEUS, PROMETHEUS_LINE = new_token("prometheus")
@@ -294,42 +284,6 @@ def test_a_missing_or_broken_file_stops_the_start(tmp_path: Path) -> None:
         create_app({"TESTING": True, "TOKENS_FILE": str(broken)})
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("content", "reason"),
-    [
-        (None, "{dir}/absent: cannot read the tokens file: No such file or directory"),
-        ("folder", "{dir}/folder: cannot read the tokens file: Is a directory"),
-        (
-            "alice\nbob\n",
-            "{dir}/tokens line 1: expected NAME:SHA256HEX; {dir}/tokens line 2: expected NAME:",
-        ),
-    ],
-    ids=["missing", "a-folder", "broken-lines"],
-)
-def test_gunicorn_refuses_to_start_in_one_line_before_listening(
-    tmp_path: Path, content: str | None, reason: str
-) -> None:
-    if content is None:
-        path = tmp_path / "absent"
-    elif content == "folder":
-        path = tmp_path / "folder"
-        path.mkdir()
-    else:
-        path = write(tmp_path / "tokens", content)
-    environment = {**os.environ, "ONCOLOGY_METRICS_TOKENS_FILE": str(path), "PORT": "0"}
-    run = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "webservice:create_app()"],
-        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert run.returncode == 1
-    log = run.stdout + run.stderr
-    assert "Listening at" not in log and "Traceback" not in log, log
-    errors = [line for line in log.splitlines() if "[ERROR]" in line]
-    assert len(errors) == 1, log
-    assert "] Cannot start: " + reason.format(dir=tmp_path) in errors[0], log
-
-
 def kubernetes_secret(folder: Path, text: str) -> Path:
     """A Secret volume as the kubelet writes it: tokens -> ..data/tokens, ..data -> ..<version>.
     Each call writes a new version and swaps `..data` atomically."""
@@ -379,48 +333,6 @@ def test_the_file_is_checked_at_most_once_per_period(tmp_path: Path) -> None:
     assert tokens.caller(BOB) == "bob"
 
 
-def statuses(server: LiveServer, token: str, requests: int = 20) -> set[int]:
-    """The statuses of `requests` predictions, each on a new connection (so both workers)."""
-    seen = set()
-    for _ in range(requests):
-        request = urllib.request.Request(
-            server.url + "/v1/predictions",
-            data=json.dumps(SEED_JSON).encode(),
-            headers={"Content-Type": "application/json", **bearer(token)},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                seen.add(response.status)
-        except urllib.error.HTTPError as error:
-            seen.add(error.code)
-    return seen
-
-
-@pytest.mark.slow
-def test_tokens_rotate_on_the_real_server_without_a_restart(tmp_path: Path) -> None:
-    secret = tmp_path / "secret"
-    secret.mkdir()
-    path = kubernetes_secret(secret, ALICE_LINE + "\n")
-    environment = {"ONCOLOGY_TOKENS_FILE": str(path)}
-    with live_server(tmp_path, workers=2, env=environment) as server:
-        processes = process_tree(server.process.pid)
-        assert statuses(server, ALICE) == {200} and statuses(server, BOB) == {401}
-        kubernetes_secret(secret, BOB_LINE + "\n")
-        deadline = time.monotonic() + 10
-        while statuses(server, BOB) != {200} and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert statuses(server, BOB) == {200} and statuses(server, ALICE) == {401}
-        kubernetes_secret(secret, f"{BOB_LINE}\nalice {ALICE}\n")  # broken: keep bob's token
-        time.sleep(2 * CHECK_SECONDS + 0.5)
-        assert statuses(server, BOB) == {200} and statuses(server, ALICE) == {401}
-        assert process_tree(server.process.pid) == processes, "no worker was restarted"
-        assert server.status("/readyz") == 200
-        log = server.log.read_text()
-    assert "line 2: expected NAME:SHA256HEX; keeping the previous 1 tokens" in log
-    for token in (ALICE, BOB):
-        assert token not in log
-
-
 # --- making tokens ---------------------------------------------------------------------------
 
 
@@ -462,39 +374,3 @@ def test_check_reports_every_bad_line_in_words_that_agree(
     assert capsys.readouterr().err == (
         f"{tmp_path / 'absent'}: cannot read the tokens file: No such file or directory\n"
     )
-
-
-def test_the_module_runs_without_a_warning() -> None:
-    run = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "webservice.tokens", "new", "reporting"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    assert run.stderr == ""
-    assert "paste it into the file" in run.stdout
-
-
-def test_make_token_installs_only_what_serving_needs(tmp_path: Path) -> None:
-    """In a fresh clone, `make token` installs the serving category, not training or test tools."""
-    environment = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL")}
-    plan = subprocess.run(
-        ["make", "--no-print-directory", "--dry-run", "token", "name=x", f"VENV={tmp_path}/venv"],
-        cwd=ROOT, env=environment, check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    assert "sync --extra-pip-args=--no-compile --categories packages" in plan
-    assert "dev-packages" not in plan and "train" not in plan
-
-
-def test_make_token_prints_a_token_and_its_line() -> None:
-    environment = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL")}
-    output = subprocess.run(
-        ["make", "--no-print-directory", "-s", "token", "name=reporting"],
-        cwd=ROOT, env=environment, check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    token = output.split("\n\n")[1].strip()
-    assert f"reporting:{digest(token).hex()}" in output
-
-
-@pytest.mark.parametrize("name", ["tokens.txt", "metrics-tokens.txt"])
-def test_tokens_files_made_by_hand_are_never_committed(name: str) -> None:
-    ignored = subprocess.run(["git", "check-ignore", "--quiet", name], cwd=ROOT, check=False)
-    assert ignored.returncode == 0, f"{name} is not ignored by git"

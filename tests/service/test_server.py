@@ -15,8 +15,8 @@ import pytest
 from gunicorn.config import Config
 from gunicorn.http import message
 
-from .conftest import MALIGNANT_JSON, SEED_JSON
-from .live_server import LiveServer, live_server
+from harness.live_server import LiveServer, live_server
+from tests.helpers import MALIGNANT_JSON, SEED_JSON
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +104,7 @@ def test_served_configuration_parses_headers_in_c() -> None:
     """gunicorn.conf.py with the locked packages takes gunicorn's C parser (gunicorn_h1c), not
     the pure-Python one it falls back to silently when the module is missing or a setting
     rules it out."""
-    settings = runpy.run_path(str(Path(__file__).parents[1] / "gunicorn.conf.py"))
+    settings = runpy.run_path(str(Path(__file__).parents[2] / "gunicorn.conf.py"))
     config = Config()
     for name, value in settings.items():
         if name in config.settings:

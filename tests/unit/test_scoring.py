@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import pty
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +16,7 @@ from bench.scoring import generate
 from oncology_model import FEATURES, Classifier
 from oncology_model.dataset import UCI_COLUMNS
 from oncology_model.scoring import main
-
-from .test_frames import json_tumors
+from tests.helpers import json_tumors
 
 
 def read_output(path: Path) -> pd.DataFrame:
@@ -139,22 +134,3 @@ def test_a_header_without_every_feature_is_refused(
     source.write_text(",".join(FEATURES[:-1]) + ",mitosis\n" + "1," * 8 + "1\n")
     assert main([str(source), "-o", str(tmp_path / "out.csv")]) == 2
     assert "mitoses is missing" in capsys.readouterr().err
-
-
-def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
-    source = tmp_path / "cases.data"
-    generate(source, 300)
-    piped = subprocess.run(
-        [sys.executable, "-m", "oncology_model.scoring", str(source)],
-        capture_output=True, check=True,
-    )  # fmt: skip
-    assert b"\r" not in piped.stderr and len(piped.stdout.splitlines()) == 301
-    controller, terminal = pty.openpty()
-    try:
-        command = [sys.executable, "-m", "oncology_model.scoring", str(source)]
-        subprocess.run([*command, "-o", str(tmp_path / "o")], stderr=terminal, check=True)
-        shown = os.read(controller, 65536)
-    finally:
-        os.close(controller)
-        os.close(terminal)
-    assert b"\r[" in shown and b"300 records" in shown

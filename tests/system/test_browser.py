@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
-from .conftest import require_debian_package
-from .live_server import LiveServer, live_server
+from harness.live_server import LiveServer, live_server
+from tests.helpers import require_debian_package
 
 pytestmark = pytest.mark.slow
 

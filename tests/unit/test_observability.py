@@ -10,30 +10,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from .conftest import MALIGNANT_JSON, SEED_JSON
-from .live_server import access_records
-
-
-def scrape(client: FlaskClient) -> dict[str, float]:
-    """The metrics page as {'name{labels}': value}."""
-    response = client.get("/metrics")
-    assert response.status_code == 200
-    assert response.content_type.startswith("text/plain")
-    samples = {}
-    for line in response.get_data(as_text=True).splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
-
-
-def delta(before: dict[str, float], after: dict[str, float], name: str) -> float:
-    return after.get(name, 0.0) - before.get(name, 0.0)
-
-
-def log_lines(captured: str) -> list[dict[str, Any]]:
-    """The JSON lines of captured output; lines end at "\n" only (see `access_records`)."""
-    return [json.loads(line) for line in captured.split("\n") if line.startswith("{")]
+from harness.live_server import access_records
+from tests.helpers import MALIGNANT_JSON, SEED_JSON, delta, log_lines, scrape
 
 
 def test_request_id_is_echoed_when_valid(client: FlaskClient) -> None:
@@ -191,7 +169,7 @@ def test_sigterm_turns_readiness_off_at_once_but_answers_in_flight_work(app: Fla
     from pathlib import Path
     from types import SimpleNamespace
 
-    config = runpy.run_path(str(Path(__file__).resolve().parents[1] / "gunicorn.conf.py"))
+    config = runpy.run_path(str(Path(__file__).resolve().parents[2] / "gunicorn.conf.py"))
     calls: list[int] = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
     service = app.extensions["oncology"]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SEED_JSON
-from .live_server import live_server, log_problems
+from harness.live_server import live_server, log_problems
+from tests.helpers import SEED_JSON
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from flask import Flask
 
 from webservice.openinference import MODEL_NAME
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .live_server import free_port
+from harness.live_server import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "build" / "site"
 MAX_README_LINES = 200
 
@@ -83,7 +83,7 @@ def site_url() -> Iterator[str]:
 def test_the_site_renders_in_chromium(site_url: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    from .test_browser import CHROMIUM, CHROMIUM_ARGS, ensure_chromium
+    from tests.system.test_browser import CHROMIUM, CHROMIUM_ARGS, ensure_chromium
 
     ensure_chromium()
     with sync_playwright() as playwright:

@@ -16,7 +16,7 @@ from flask import Flask
 from oncology_model.integrity import bundled_artifacts_dir
 from webservice.auth import guard
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SEED_JSON
-from .live_server import ROOT, LiveServer, free_port, live_server
+from harness.live_server import ROOT, LiveServer, free_port, live_server
+from tests.helpers import SEED_JSON
 
 pytestmark = pytest.mark.slow
 
@@ -227,7 +227,7 @@ def test_sigterm_answers_the_request_under_way_then_stops_both(tmp_path: Path) -
 
 
 def children_named(server: LiveServer, name: bytes) -> list[int]:
-    from .live_server import children
+    from harness.live_server import children
 
     return [
         pid

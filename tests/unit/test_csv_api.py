@@ -15,11 +15,8 @@ from hypothesis import strategies as st
 
 from oncology_model import FEATURES, InvalidTumorError
 from oncology_model.datamodel import cell_error, cell_value, validate_cells
+from tests.helpers import SEED_JSON, json_tumors, problem, tumors_frame
 from webservice import create_app
-
-from .conftest import SEED_JSON
-from .test_api import problem
-from .test_frames import json_tumors, tumors_frame
 
 CSV_HEADERS = {"Content-Type": "text/csv", "Accept": "text/csv"}
 
@@ -242,7 +239,7 @@ def test_openapi_documents_csv_on_the_batch_endpoint(client: FlaskClient) -> Non
 
 
 def test_csv_batches_and_rejections_are_counted_like_json(client: FlaskClient) -> None:
-    from .test_observability import delta, scrape
+    from tests.helpers import delta, scrape
 
     before = scrape(client)
     client.post("/v1/predictions/batch", data=as_csv([SEED_JSON] * 3), headers=CSV_HEADERS)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -13,25 +11,7 @@ from flask.testing import FlaskClient
 
 from oncology_model import FEATURES, Classifier, InvalidTumorError
 from oncology_model.dataset import load_dataset
-
-from .conftest import SEED_JSON
-
-
-def tumors_frame(n: int = 300, seed: int = 3) -> pd.DataFrame:
-    """Random tumors, some scores not measured, indexed by sample labels."""
-    rng = np.random.default_rng(seed)
-    X = rng.integers(1, 11, size=(n, 9)).astype(float)
-    X[rng.random(X.shape) < 0.08] = np.nan
-    frame = pd.DataFrame(X, columns=list(FEATURES), index=[f"S-{i}" for i in range(n)])
-    frame["notes"] = "kept by the caller, ignored here"
-    return frame
-
-
-def json_tumors(frame: pd.DataFrame) -> list[dict[str, int | None]]:
-    return [
-        {name: None if np.isnan(v) else int(v) for name, v in zip(FEATURES, row, strict=True)}
-        for row in frame[list(FEATURES)].to_numpy()
-    ]
+from tests.helpers import SEED_JSON, json_tumors, tumors_frame
 
 
 def test_frame_answers_equal_the_json_api(classifier: Classifier, client: FlaskClient) -> None:
@@ -154,21 +134,3 @@ def test_missing_columns_are_named(classifier: Classifier) -> None:
 def test_empty_frame_gives_an_empty_answer(classifier: Classifier) -> None:
     answers = classifier.predict_frame(pd.DataFrame(columns=list(FEATURES)), explain=True)
     assert len(answers) == 0 and "contribution_mitoses" in answers.columns
-
-
-def test_serving_never_imports_pandas() -> None:
-    code = (
-        "import sys\n"
-        "from webservice import create_app\n"
-        "from oncology_model import Classifier, Tumor\n"
-        "client = create_app({'TESTING': True}).test_client()\n"
-        f"assert client.post('/v1/predictions', json={SEED_JSON!r}).status_code == 200\n"
-        "body = ','.join(Tumor.FEATURES) + '\\n' + '1,' * 8 + '1\\n'\n"
-        "response = client.post('/v1/predictions/batch', data=body, content_type='text/csv')\n"
-        "assert response.status_code == 200, response.data\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pandas'))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "[]"

@@ -22,17 +22,23 @@ import pytest
 import yaml
 from flask.testing import FlaskClient
 
+from harness.live_server import ROOT, LiveServer, live_server
 from oncology_model import Classifier
 from oncology_model.datamodel import FEATURES
 from oncology_model.dataset import load_dataset
 from oncology_model.drift import PROBABILITY_BUCKETS, VALUE_LABELS
 from oncology_model.integrity import METADATA_FILE
+from tests.helpers import scrape
+from tests.system.prometheus import (
+    PROMTOOL,
+    RULES,
+    Prometheus,
+    ensure_prometheus,
+    prometheus,
+    short_rules,
+)
 from webservice import metrics
 from webservice.service import Service
-
-from .live_server import ROOT, LiveServer, live_server
-from .prometheus import PROMTOOL, RULES, Prometheus, ensure_prometheus, prometheus, short_rules
-from .test_observability import scrape
 
 RULES_TEST = ROOT / "monitoring" / "rules_test.yaml"
 COMPONENT = ROOT / "k8s" / "components" / "monitoring"
@@ -164,7 +170,7 @@ def test_every_alert_is_unit_tested_firing_and_not_firing() -> None:
 
 def test_every_alert_has_its_runbook_in_the_monitoring_page() -> None:
     """Each alert's `runbook_url` is its own section of the docs' monitoring page, saying when
-    it fires and what to do (the built site's anchors: tests/test_docs.py)."""
+    it fires and what to do (the built site's anchors: tests/system/test_docs.py)."""
     page = (ROOT / "docs" / "monitoring.md").read_text()
     for rule in alert_rules():
         name = rule["alert"]
@@ -205,7 +211,7 @@ def kubectl_kustomize(directory: Path) -> list[dict[str, Any]]:
 
 def test_prometheus_rule_holds_the_same_rules() -> None:
     generated = subprocess.run(
-        [sys.executable, "ops/prometheus_rule.py", "--check"],
+        [sys.executable, "-m", "ops.prometheus_rule", "--check"],
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert generated.returncode == 0, generated.stdout

@@ -1,0 +1,86 @@
+"""What several kinds of tests share: the example tumors, assertions on problem+json answers and
+metrics pages, random tumor frames, and a check for the Debian tools the tests drive."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from flask.testing import FlaskClient
+
+from oncology_model import FEATURES
+from oncology_model.verify import SEED_TUMOR
+
+
+def require_debian_package(executable: str, package: str) -> None:
+    """Fail, naming the install command, when `executable` is missing: tests install nothing
+    (`make system-packages` or `.ci/run` do)."""
+    if not Path(executable).exists():
+        pytest.fail(
+            f"{executable} is missing: run `make system-packages` (or apt-get install {package})"
+        )
+
+
+SEED_JSON = SEED_TUMOR.to_dict()
+MALIGNANT_JSON = dict.fromkeys(SEED_JSON, 10)
+
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "errors"}
+
+
+def problem(response: Any, status: int) -> dict[str, Any]:
+    """Assert `response` is an RFC 9457 problem with `status`, and return its body."""
+    assert response.status_code == status, response.data
+    assert response.status == f"{status} {HTTPStatus(status).phrase}"  # one casing everywhere
+    assert response.content_type == "application/problem+json"
+    body = response.get_json(force=True)
+    assert set(body) == PROBLEM_KEYS
+    assert body["status"] == status
+    assert body["title"] == HTTPStatus(status).phrase
+    assert body["type"].startswith("urn:oncology:problem:")
+    assert "Traceback" not in response.get_data(as_text=True)
+    return body
+
+
+def tumors_frame(n: int = 300, seed: int = 3) -> pd.DataFrame:
+    """Random tumors, some scores not measured, indexed by sample labels."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(1, 11, size=(n, 9)).astype(float)
+    X[rng.random(X.shape) < 0.08] = np.nan
+    frame = pd.DataFrame(X, columns=list(FEATURES), index=[f"S-{i}" for i in range(n)])
+    frame["notes"] = "kept by the caller, ignored here"
+    return frame
+
+
+def json_tumors(frame: pd.DataFrame) -> list[dict[str, int | None]]:
+    return [
+        {name: None if np.isnan(v) else int(v) for name, v in zip(FEATURES, row, strict=True)}
+        for row in frame[list(FEATURES)].to_numpy()
+    ]
+
+
+def scrape(client: FlaskClient) -> dict[str, float]:
+    """The metrics page as {'name{labels}': value}."""
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    samples = {}
+    for line in response.get_data(as_text=True).splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def delta(before: dict[str, float], after: dict[str, float], name: str) -> float:
+    return after.get(name, 0.0) - before.get(name, 0.0)
+
+
+def log_lines(captured: str) -> list[dict[str, Any]]:
+    """The JSON lines of captured output; lines end at "\n" only (see `access_records`)."""
+    return [json.loads(line) for line in captured.split("\n") if line.startswith("{")]
