@@ -15,7 +15,7 @@ SERVING := $(VENV)/.serving
 INSTALLED := $(VENV)/.installed
 ARTIFACTS := oncology_model/artifacts
 # The training date written into the committed metadata.json, fixed so that `make train` and the
-# reproducibility test (tests/unit/test_training.py) give byte-identical artifacts; change it when you
+# reproducibility test (tests/service/test_training.py) give byte-identical artifacts; change it when you
 # retrain on purpose. 1795219200 is 2026-11-21T00:00:00Z.
 MODEL_DATE_EPOCH := 1795219200
 # `make test` runs the suite on every core (pytest-xdist), whole modules per worker so that a
@@ -119,7 +119,7 @@ system-packages: ## Install the Debian packages the tests drive (nginx, chromium
 train: $(INSTALLED) ## Train, evaluate and export the bundled model (report in build/report/)
 	@echo "==> Training into $(ARTIFACTS) (2 candidates x 5 repeats x 5 folds on every core, \
 	then the chosen one on all rows; about 25 s on 2 cores); report in build/report"
-	SOURCE_DATE_EPOCH=$(MODEL_DATE_EPOCH) PYTHONUNBUFFERED=1 $(PY) -m oncology_model.training \
+	SOURCE_DATE_EPOCH=$(MODEL_DATE_EPOCH) PYTHONUNBUFFERED=1 $(PY) -m oncology_model.training_cli \
 		--out $(ARTIFACTS) --report build/report
 
 .PHONY: run

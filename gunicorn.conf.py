@@ -68,7 +68,7 @@ def child_exit(server, worker):
 
 def worker_exit(server, worker):
     """Count this worker's last predictions before it goes (see webservice.metrics)."""
-    from webservice.metrics import TALLY
+    from webservice.tally import TALLY
 
     TALLY.flush()
 

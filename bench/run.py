@@ -43,7 +43,7 @@ from harness.live_server import LiveServer, live_server
 from harness.load import cpu_seconds, need_wrk, process_tree, rss_mb, run_wrk, wrk_script
 from oncology_model import Classifier, Tumor
 from oncology_model.verify import SEED_TUMOR
-from webservice.metrics import FLUSH_SECONDS
+from webservice.tally import FLUSH_SECONDS
 from webservice.tokens import new_token
 
 ROOT = Path(__file__).resolve().parents[1]

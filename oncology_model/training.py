@@ -1,4 +1,4 @@
-"""Train, evaluate honestly, and export the model: `python -m oncology_model.training`.
+"""Train, evaluate honestly, and export the model (`oncology-train`: `oncology_model.training_cli`).
 
 1. Every candidate is evaluated by repeated, stratified cross-validation grouped by
    `sample_code_number` (ids repeat in this data; a sample never sits on both sides of a split).
@@ -15,17 +15,15 @@
 
 Determinism: seeds are fixed and the outputs are written in a fixed form, so the same data, seed
 and library versions give byte-identical `model.onnx` and `model.joblib`, on any x86-64 machine
-(see `PINNED_BLAS`). The one varying field is the training date in `metadata.json`; set
-SOURCE_DATE_EPOCH to fix it too.
+(the command pins OpenBLAS's kernel: `training_cli.PINNED_BLAS`). The one varying field is the
+training date in `metadata.json`; set SOURCE_DATE_EPOCH to fix it too.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,9 +52,6 @@ from oncology_model.datamodel import FEATURE_DESCRIPTIONS, FEATURES, SCORE_MAX, 
 from oncology_model.dataset import (
     FINGERPRINT,
     Dataset,
-    DatasetError,
-    bundled_data_path,
-    load_datasets,
     row_fingerprints,
 )
 from oncology_model.drift import METADATA_KEY as DRIFT_REFERENCE
@@ -81,11 +76,6 @@ ONNX_OPSET = 17
 ONNX_INPUT = "tumors"
 ONNX_OUTPUT = "probabilities"
 METRICS = ("roc_auc", "accuracy", "sensitivity", "specificity", "brier")
-# OpenBLAS (under numpy and scipy) picks its kernels by CPU model, and kernels for two CPUs can
-# round the same float64 sums differently in the last bit: the fitted coefficients would depend on
-# the machine. The command line trains with one kernel, on one thread, on every x86-64 machine
-# (any with AVX2, 2013 on). OpenBLAS reads these only when it loads, hence the re-run.
-PINNED_BLAS = {"OPENBLAS_CORETYPE": "Zen", "OPENBLAS_NUM_THREADS": "1"}
 
 
 @dataclass(frozen=True)
@@ -340,9 +330,46 @@ def train(
     pipeline.fit(data.X, data.y)
     onnx_bytes = export_onnx(pipeline)
     joblib_bytes = dump_joblib(pipeline)
+    metadata = model_metadata(
+        data=data,
+        chosen=chosen,
+        pipeline=pipeline,
+        onnx_bytes=onnx_bytes,
+        joblib_bytes=joblib_bytes,
+        threshold=threshold,
+        results=results,
+        seed=seed,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / ONNX_FILE).write_bytes(onnx_bytes)
+    (out_dir / JOBLIB_FILE).write_bytes(joblib_bytes)
+    write_json(out_dir / METADATA_FILE, metadata)
+    log(f"chosen: {chosen.name}, threshold {threshold:.4f}, artifacts in {out_dir}")
+    if report_dir is not None:
+        from oncology_model.report import write_report
+
+        write_report(report_dir, metadata, results, pooled_y, pooled_p, oof[chosen.name])
+        log(f"report in {report_dir}")
+    log(f"done in {time.perf_counter() - started:.1f} s")
+    return metadata
+
+
+def model_metadata(
+    *,
+    data: Dataset,
+    chosen: Candidate,
+    pipeline: Pipeline,
+    onnx_bytes: bytes,
+    joblib_bytes: bytes,
+    threshold: float,
+    results: dict[str, dict[str, Any]],
+    seed: int,
+) -> dict[str, Any]:
+    """`metadata.json` of a trained model: what it is, how it was chosen and judged, what it
+    learned from, the hashes of its artifacts, and the reference monitoring compares with."""
     version = package_version()
     medians = pipeline.named_steps["impute"].statistics_
-    metadata = {
+    return {
         "format": METADATA_FORMAT,
         "name": "oncology-breast-cancer-classifier",
         "package_version": version,
@@ -396,88 +423,7 @@ def train(
             data.X, data.y, served_probabilities(onnx_bytes, data.X), round(threshold, 6)
         ).to_metadata(),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / ONNX_FILE).write_bytes(onnx_bytes)
-    (out_dir / JOBLIB_FILE).write_bytes(joblib_bytes)
-    write_json(out_dir / METADATA_FILE, metadata)
-    log(f"chosen: {chosen.name}, threshold {threshold:.4f}, artifacts in {out_dir}")
-    if report_dir is not None:
-        from oncology_model.report import write_report
-
-        write_report(report_dir, metadata, results, pooled_y, pooled_p, oof[chosen.name])
-        log(f"report in {report_dir}")
-    log(f"done in {time.perf_counter() - started:.1f} s")
-    return metadata
 
 
 def _fmt(spread: dict[str, float]) -> str:
     return f"{spread['mean']:.4f} ± {spread['std']:.4f}"
-
-
-DEFAULT_OUT = Path("build/model")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: train on the bundled data (or given files or folders), write the artifacts."""
-    if argv is None:
-        _pin_blas()
-    parser = argparse.ArgumentParser(prog="oncology-train", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--data",
-        type=Path,
-        nargs="+",
-        help="UCI-format files or folders of them, used together (default: the bundled file)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT,
-        help=f"artifact folder (default: {DEFAULT_OUT}; never the installed package unless given)",
-    )
-    parser.add_argument("--report", type=Path, default=Path("build/report"), help="report folder")
-    parser.add_argument("--no-report", action="store_true", help="skip the JSON and PNG report")
-    parser.add_argument(
-        "--wheel-dir", type=Path, help="also build the wheel carrying these artifacts, here"
-    )
-    parser.add_argument(
-        "--candidates",
-        nargs="+",
-        choices=CANDIDATE_NAMES,
-        default=list(CANDIDATE_NAMES),
-        metavar="NAME",
-        help=f"evaluate only these of {', '.join(CANDIDATE_NAMES)} (default: all); the "
-        "selection rule chooses among them",
-    )
-    parser.add_argument("--seed", type=int, default=SEED)
-    args = parser.parse_args(argv)
-    try:
-        data = load_datasets(args.data or [bundled_data_path()])
-        train(
-            data=data,
-            out_dir=args.out,
-            report_dir=None if args.no_report else args.report,
-            seed=args.seed,
-            candidates=tuple(args.candidates),
-        )
-        if args.wheel_dir is not None:
-            from oncology_model.release import build_model_wheel
-
-            print(f"wheel {build_model_wheel(args.out, args.wheel_dir)}")
-    except (DatasetError, ArtifactError) as exc:
-        print(f"oncology-train: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _pin_blas() -> None:
-    """Run this command again with `PINNED_BLAS` in its environment, unless it is there already."""
-    if platform.machine() not in ("x86_64", "AMD64") or os.name != "posix":
-        return
-    if all(os.environ.get(name) == value for name, value in PINNED_BLAS.items()):
-        return
-    sys.stdout.flush()
-    os.execve(sys.executable, sys.orig_argv, {**os.environ, **PINNED_BLAS})
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -20,9 +20,8 @@ from oncology_model.datamodel import (
     ANSWER_COLUMNS,
     CONTRIBUTION_COLUMNS,
     InvalidTumorError,
-    header_order,
-    validate_cells,
 )
+from oncology_model.validation import header_order, validate_cells
 from webservice.jsonbody import read_body
 from webservice.metrics import record_batch_size
 from webservice.problems import Problem

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from webservice import metrics
+from webservice import tally
 from webservice.middleware import AfterClose
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -106,7 +106,7 @@ class Observability:
         method = environ.get("REQUEST_METHOD", "")
         caller = environ.get(CALLER, ANONYMOUS)  # a name from the tokens file, never client input
         # Methods are client input: anything unusual is counted as "other", so labels stay few.
-        metrics.record_request(
+        tally.record_request(
             endpoint, method if method in _METHODS else "other", str(status), elapsed, caller
         )
         if self.access_log:

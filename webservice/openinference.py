@@ -1,6 +1,6 @@
 """The Open Inference Protocol ("V2", as KServe, Triton and MLServer speak it) for the one model.
 
-Decoding an inference request into validated rows (`oncology_model.datamodel.validate_flat`: the
+Decoding an inference request into validated rows (`oncology_model.validation.validate_flat`: the
 same rules and messages as the native API) and encoding answers, health and metadata. Both routes
 use these functions: `PredictionLane` serves inference, the flask-restx resources document every
 endpoint and answer identically without the lane. Every error is a `Problem`, which answers under
@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from oncology_model.datamodel import FEATURES, SCORE_RULE, InvalidTumorError, validate_flat
+from oncology_model.datamodel import FEATURES, SCORE_RULE, InvalidTumorError
+from oncology_model.validation import validate_flat
 from webservice import metrics
 from webservice.jsonbody import parse_json, read_body
 from webservice.predicting import with_model

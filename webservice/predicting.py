@@ -13,7 +13,8 @@ from urllib.parse import parse_qs
 import numpy as np
 import orjson
 
-from oncology_model.datamodel import InvalidTumorError, validate_row, validate_rows
+from oncology_model.datamodel import InvalidTumorError
+from oncology_model.validation import validate_row, validate_rows
 from webservice.csvbody import CSV_ANSWER, csv_answer, csv_rows, is_csv, wants_csv
 from webservice.jsonbody import read_json
 from webservice.metrics import record_batch_size

@@ -11,9 +11,10 @@ import numpy as np
 from oncology_model import ArtifactError, Classifier
 from oncology_model.datamodel import FEATURES
 from oncology_model.integrity import ONNX_FILE
+from oncology_model.validation import FEW
 from oncology_model.verify import verified_classifier
-from webservice import metrics
-from webservice.metrics import Rows
+from webservice import metrics, tally
+from webservice.tally import Rows
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +90,20 @@ class Service:
         (NaN = not measured), from one engine call, counted in the metrics."""
         classifier = self.classifier
         assert classifier is not None, "callers check `loaded` first"
-        if len(rows) <= _FEW:  # plain Python beats numpy's fixed cost per call (see `_FEW`)
+        if (
+            len(rows) <= FEW
+        ):  # plain Python beats numpy's fixed cost per call (see `oncology_model.validation.FEW`)
             probabilities = (
                 [classifier.malignant_probability(_as_lists(rows)[0])]  # no numpy call at all
                 if len(rows) == 1
                 else classifier.malignant_probabilities(rows).tolist()
             )
             flags = list(map(classifier.label, probabilities))
-            metrics.record_predictions(rows, probabilities, flags)
+            tally.record_predictions(rows, probabilities, flags)
             return round6(probabilities), flags
         malignant = classifier.malignant_probabilities(rows)
         labels = classifier.labels(malignant)
-        metrics.record_predictions(rows, malignant, labels)
+        tally.record_predictions(rows, malignant, labels)
         # Rounded to 6 decimals: float32 inference carries no more, and answers stay readable.
         return round6(malignant), labels.tolist()
 
@@ -142,7 +145,6 @@ NONE_IMPUTED: tuple[str, ...] = ()
 # `round` alone): a single prediction takes the Python branches below, a batch the numpy ones.
 # Both give the same figures: numpy rounds to 6 decimals by scaling by 1e6, rounding half to
 # even (as Python's `round` does) and dividing by 1e6.
-_FEW = 8
 
 
 def round6(values: np.ndarray | list[float]) -> list[float]:
@@ -154,7 +156,7 @@ def round6(values: np.ndarray | list[float]) -> list[float]:
 
 def complements6(probabilities: list[float]) -> list[float]:
     """1 - p for each probability, rounded like `round6`."""
-    if len(probabilities) <= _FEW:
+    if len(probabilities) <= FEW:
         return [round((1.0 - p) * 1e6) / 1e6 for p in probabilities]
     return round6(1.0 - np.array(probabilities))
 
@@ -165,7 +167,7 @@ def _as_lists(rows: Rows) -> list[list[float]]:
 
 def not_measured(rows: Rows) -> list[tuple[int, list[bool]]]:
     """(index, which of the nine scores are NaN) for each row with a score not measured."""
-    if len(rows) <= _FEW:
+    if len(rows) <= FEW:
         found = []
         for index, row in enumerate(_as_lists(rows)):
             total = sum(row)  # NaN if any score is (validated scores are finite otherwise)

@@ -43,7 +43,7 @@ def test_run_installs_only_what_serving_needs() -> None:
 def test_train_writes_the_bundled_model_with_a_fixed_date() -> None:
     plan = make("-n", "train").replace("\\\n", " ")
     assert re.search(
-        r"SOURCE_DATE_EPOCH=\d+ .*-m oncology_model.training\s+--out oncology_model/artifacts",
+        r"SOURCE_DATE_EPOCH=\d+ .*-m oncology_model.training_cli\s+--out oncology_model/artifacts",
         plan,
     ), plan
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,8 +20,11 @@ def _refused(what: str) -> Any:
     return refuse
 
 
-@pytest.fixture(autouse=True)
-def in_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(subprocess.Popen, "__init__", _refused("start a subprocess"))
-    monkeypatch.setattr(socket.socket, "connect", _refused("open a network connection"))
-    monkeypatch.setattr(socket.socket, "bind", _refused("listen on a port"))
+@pytest.fixture(scope="module", autouse=True)
+def in_one_process() -> Iterator[None]:
+    """For a whole module, its module-scoped fixtures too (autouse ones are set up first)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "__init__", _refused("start a subprocess"))
+        patch.setattr(socket.socket, "connect", _refused("open a network connection"))
+        patch.setattr(socket.socket, "bind", _refused("listen on a port"))
+        yield

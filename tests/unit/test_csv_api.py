@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oncology_model import FEATURES, InvalidTumorError
-from oncology_model.datamodel import cell_error, cell_value, validate_cells
+from oncology_model.datamodel import cell_error, cell_value
+from oncology_model.validation import validate_cells
 from tests.helpers import SEED_JSON, json_tumors, problem, tumors_frame
 from webservice import create_app
 

@@ -14,14 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oncology_model.datamodel import (
-    FEATURES,
-    InvalidTumorError,
-    Prediction,
-    Tumor,
-    validate_row,
-    validate_rows,
-)
+from oncology_model.datamodel import FEATURES, InvalidTumorError, Prediction, Tumor
+from oncology_model.validation import validate_row, validate_rows
 
 SEED = dict(zip(FEATURES, (4, 1, 2, 1, 2, 1, 1, 1, 1), strict=True))
 

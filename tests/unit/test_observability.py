@@ -144,7 +144,7 @@ def test_vectorised_histogram_equals_observe_one_by_one() -> None:
     import numpy as np
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-    from webservice.metrics import _observe_many
+    from webservice.tally import _observe_many
 
     bounds = (0.1, 0.5, 0.9)
     one, many = CollectorRegistry(), CollectorRegistry()
@@ -189,7 +189,7 @@ def test_sigterm_turns_readiness_off_at_once_but_answers_in_flight_work(app: Fla
 def test_tally_joins_pending_requests_in_bounded_chunks() -> None:
     import numpy as np
 
-    from webservice.metrics import JOIN_ROWS, _joined
+    from webservice.tally import JOIN_ROWS, _joined
 
     sizes = [1, 3, JOIN_ROWS - 2, 5, 2 * JOIN_ROWS, 1]
     pending = [

@@ -40,7 +40,7 @@ MODEL_DATE_EPOCH = makefile_date_epoch()
 
 def run_training(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "oncology_model.training", *args],
+        [sys.executable, "-m", "oncology_model.training_cli", *args],
         capture_output=True,
         text=True,
         env={"SOURCE_DATE_EPOCH": MODEL_DATE_EPOCH, "PATH": "/usr/bin:/bin"},
@@ -50,7 +50,7 @@ def run_training(*args: str) -> subprocess.CompletedProcess[str]:
 
 def start_training(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "oncology_model.training", *args],
+        [sys.executable, "-m", "oncology_model.training_cli", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -195,7 +195,7 @@ def test_training_on_a_folder_and_files_writes_build_model_and_the_wheel(trainin
 def test_an_unknown_candidate_is_refused_naming_the_choices(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from oncology_model.training import main
+    from oncology_model.training_cli import main
 
     with pytest.raises(SystemExit) as exited:
         main(["--candidates", "logistic_regression", "xgboost"])
@@ -226,3 +226,27 @@ def test_serving_pipeline_is_the_same_model() -> None:
     pipeline = build_pipeline(forest, data.sample_ids, data.y, seed=1)
     pipeline.fit(data.X, data.y)
     assert serving_pipeline(pipeline) is pipeline
+
+
+def test_bad_data_file_exits_non_zero_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from oncology_model.training_cli import main
+
+    data = tmp_path / "broken.data"
+    data.write_text("1,2,3\n")
+    result = run_training("--data", str(data), "--out", str(tmp_path / "a"), "--no-report")
+    assert result.returncode == 1
+    assert "broken.data, line 1: expected 11 columns" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "a").exists()
+    # The same CLI in this process (no second start-up): the bad one of several files is named,
+    # whichever position it has, and an empty folder is refused.
+    good = tmp_path / "good.data"
+    good.write_text(bundled_data_path().read_text())
+    assert main(["--data", str(good), str(data), "--out", str(tmp_path / "a")]) == 1
+    assert "broken.data, line 1: expected 11 columns" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["--data", str(tmp_path / "empty"), "--out", str(tmp_path / "a")]) == 1
+    assert "empty holds no files" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()

@@ -1,0 +1,95 @@
+"""`oncology-train`: the training command (`oncology_model.training` does the training).
+
+On x86-64 it runs itself again with OpenBLAS's kernel and threads pinned (`PINNED_BLAS`): OpenBLAS
+picks its kernels by CPU model, and the last bit of a coefficient would differ between hosts, so
+the committed artifacts would not retrain byte for byte everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+
+from oncology_model.dataset import DatasetError, bundled_data_path, load_datasets
+from oncology_model.integrity import ArtifactError
+from oncology_model.training import CANDIDATE_NAMES, SEED, train
+
+# OpenBLAS (under numpy and scipy) picks its kernels by CPU model, and kernels for two CPUs can
+# round the same float64 sums differently in the last bit: the fitted coefficients would depend on
+# the machine. The command line trains with one kernel, on one thread, on every x86-64 machine
+# (any with AVX2, 2013 on). OpenBLAS reads these only when it loads, hence the re-run.
+PINNED_BLAS = {"OPENBLAS_CORETYPE": "Zen", "OPENBLAS_NUM_THREADS": "1"}
+
+
+DEFAULT_OUT = Path("build/model")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: train on the bundled data (or given files or folders), write the artifacts."""
+    if argv is None:
+        _pin_blas()
+    parser = argparse.ArgumentParser(
+        prog="oncology-train", description="Train, evaluate and export the model."
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        help="UCI-format files or folders of them, used together (default: the bundled file)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"artifact folder (default: {DEFAULT_OUT}; never the installed package unless given)",
+    )
+    parser.add_argument("--report", type=Path, default=Path("build/report"), help="report folder")
+    parser.add_argument("--no-report", action="store_true", help="skip the JSON and PNG report")
+    parser.add_argument(
+        "--wheel-dir", type=Path, help="also build the wheel carrying these artifacts, here"
+    )
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        choices=CANDIDATE_NAMES,
+        default=list(CANDIDATE_NAMES),
+        metavar="NAME",
+        help=f"evaluate only these of {', '.join(CANDIDATE_NAMES)} (default: all); the "
+        "selection rule chooses among them",
+    )
+    parser.add_argument("--seed", type=int, default=SEED)
+    args = parser.parse_args(argv)
+    try:
+        data = load_datasets(args.data or [bundled_data_path()])
+        train(
+            data=data,
+            out_dir=args.out,
+            report_dir=None if args.no_report else args.report,
+            seed=args.seed,
+            candidates=tuple(args.candidates),
+        )
+        if args.wheel_dir is not None:
+            from oncology_model.release import build_model_wheel
+
+            print(f"wheel {build_model_wheel(args.out, args.wheel_dir)}")
+    except (DatasetError, ArtifactError) as exc:
+        print(f"oncology-train: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _pin_blas() -> None:
+    """Run this command again with `PINNED_BLAS` in its environment, unless it is there already."""
+    if platform.machine() not in ("x86_64", "AMD64") or os.name != "posix":
+        return
+    if all(os.environ.get(name) == value for name, value in PINNED_BLAS.items()):
+        return
+    sys.stdout.flush()
+    os.execve(sys.executable, sys.orig_argv, {**os.environ, **PINNED_BLAS})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
