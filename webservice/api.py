@@ -10,11 +10,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.utils import cached_property
 from werkzeug.wrappers import Response
 
-from webservice.auth import guard
 from webservice.jsonbody import body_too_large
 from webservice.problems import PROBLEM_JSON, Problem, as_problem
 from webservice.resources import inference, model, operations, predictions
 from webservice.resources.predictions import BATCH_CONSUMES
+from webservice.routes import access
 from webservice.service import Service
 
 DESCRIPTION = (
@@ -44,7 +44,7 @@ class ProblemApi(Api):
     declares the bearer tokens each operation needs (only those this server requires)."""
 
     def __init__(self, *args: Any, scheme_of: dict[str, str], **kwargs: Any) -> None:
-        self.scheme_of = scheme_of  # auth.guard() value -> security scheme name
+        self.scheme_of = scheme_of  # routes.access() value -> security scheme name
         super().__init__(*args, **kwargs)
 
     def handle_error(self, e: Exception) -> Response:
@@ -56,7 +56,7 @@ class ProblemApi(Api):
         # flask-restx documents only an operation's "produces"; the batch endpoint takes CSV too.
         schema["paths"]["/v1/predictions/batch"]["post"]["consumes"] = BATCH_CONSUMES
         for path, documented in schema.get("paths", {}).items():
-            scheme = self.scheme_of.get(guard(path))
+            scheme = self.scheme_of.get(access(path))
             if scheme is None:
                 continue
             for method, operation in documented.items():

@@ -13,7 +13,7 @@ from webservice.api import init_api
 from webservice.auth import BearerAuth
 from webservice.config import load_config
 from webservice.lane import PredictionLane
-from webservice.middleware import BodyLimit, WSGIApp
+from webservice.middleware import WSGIApp
 from webservice.observability import Observability, configure_logging
 from webservice.problems import STATUS_LINES
 from webservice.service import Service
@@ -34,15 +34,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app: configuration, the Service (model loaded once, here), the Api.
 
     Around Flask, outermost first: `Observability` (request id, JSON access log, metrics),
-    `BodyLimit` (413 before anything reads the body), `BearerAuth` (401 before any work; only
-    when a tokens file is configured), `PredictionLane` (the two prediction routes without
-    Flask's per-request machinery; see its docstring).
+    `BearerAuth` (401 before any work; only when a tokens file is configured), `PredictionLane`
+    (the prediction routes without Flask's per-request machinery; see its docstring). The body
+    limit is `jsonbody.read_body`'s, for every route that reads a body.
     """
     app = Flask(__name__)
     app.response_class = PhrasedResponse
     settings = load_config(config)
     app.config.update(settings)
-    app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"]  # bounds chunked bodies too
     configure_logging(settings["LOG_LEVEL"])
     api_tokens = _tokens(settings["TOKENS_FILE"])
     metrics_tokens = _tokens(settings["METRICS_TOKENS_FILE"])
@@ -63,14 +62,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     if api_tokens or metrics_tokens:
         inner = BearerAuth(inner, api=api_tokens, metrics=metrics_tokens)
-    limited = BodyLimit(
-        inner,
-        max_bytes=settings["MAX_BODY_BYTES"],
-        drain_cap=settings["DRAIN_CAP_BYTES"],
-    )
     # Flask's documented way to add WSGI middleware; mypy sees it as replacing a method.
     app.wsgi_app = Observability(  # type: ignore[method-assign]
-        limited, model_version=service.model_version, access_log=settings["ACCESS_LOG"]
+        inner, model_version=service.model_version, access_log=settings["ACCESS_LOG"]
     )
     return app
 

@@ -9,32 +9,18 @@ the metrics; the token goes nowhere.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qs
 
 from webservice.middleware import WSGIApp
 from webservice.observability import CALLER
-from webservice.problems import Problem
+from webservice.problems import Problem, send_problem
+from webservice.routes import Access, access
 from webservice.tokens import TokenFile
 
-# The probes (the V2 ones too: KServe points its probes there), and the documentation.
-OPEN_PATHS = frozenset(
-    ("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/docs", "/swagger.json")
-)
-OPEN_PREFIX = "/swaggerui/"  # Swagger UI's assets
-METRICS_PATH = "/metrics"
 REALM = "oncology"
 UNAUTHENTICATED = "unauthenticated"
 HOW = "send the header Authorization: Bearer <token>"
-
-Guard = Literal["open", "metrics", "api"]
-
-
-def guard(path: str) -> Guard:
-    """Which tokens a path needs: none, the metrics tokens, or the API tokens."""
-    if path in OPEN_PATHS or path.startswith(OPEN_PREFIX):
-        return "open"
-    return "metrics" if path == METRICS_PATH else "api"
 
 
 def _refusal(status: int, error: str | None, field: str, rule: str, detail: str) -> Problem:
@@ -80,25 +66,18 @@ class BearerAuth:
 
     def __init__(self, app: WSGIApp, *, api: TokenFile | None, metrics: TokenFile | None) -> None:
         self.app = app
-        self.tokens: dict[Guard, TokenFile | None] = {"api": api, "metrics": metrics, "open": None}
+        self.tokens: dict[Access, TokenFile | None] = {"api": api, "metrics": metrics, "open": None}
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
-        tokens = self.tokens[guard(path)]
+        tokens = self.tokens[access(path)]
         if tokens is None:
             return self.app(environ, start_response)
         refusal = _check(environ, tokens)
         if refusal is None:
             return self.app(environ, start_response)
         environ[CALLER] = UNAUTHENTICATED
-        body, content_type = refusal.answer(path)  # problem+json; {"error": ...} under /v2
-        headers = [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            *refusal.headers.items(),
-        ]
-        start_response(f"{refusal.status} {refusal.title}", headers)
-        return [body]
+        return send_problem(refusal, path, start_response)  # {"error": ...} under /v2
 
 
 def _check(environ: dict[str, Any], tokens: TokenFile) -> Problem | None:

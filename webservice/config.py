@@ -11,9 +11,6 @@ MIB = 1024 * 1024
 DEFAULTS: dict[str, Any] = {
     # Largest accepted request body; a full 10,000-tumor batch is about 2.3 MiB.
     "MAX_BODY_BYTES": 4 * MIB,
-    # How much of an over-limit body is read and discarded so that a client still sending it
-    # receives the 413 instead of a broken pipe. Past this the connection is simply closed.
-    "DRAIN_CAP_BYTES": 128 * MIB,
     "MAX_BATCH": 10_000,
     # Folder of model artifacts; None means the ones bundled in the oncology_model package.
     "ARTIFACTS_DIR": None,
@@ -37,7 +34,6 @@ DEFAULTS: dict[str, Any] = {
 # Environment variable -> (config key, parser).
 ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "ONCOLOGY_MAX_BODY_BYTES": ("MAX_BODY_BYTES", int),
-    "ONCOLOGY_DRAIN_CAP_BYTES": ("DRAIN_CAP_BYTES", int),
     "ONCOLOGY_MAX_BATCH": ("MAX_BATCH", int),
     "ONCOLOGY_ARTIFACTS_DIR": ("ARTIFACTS_DIR", str),
     "ONCOLOGY_ACCESS_LOG": ("ACCESS_LOG", lambda value: _boolean(value)),

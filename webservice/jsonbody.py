@@ -10,8 +10,6 @@ import orjson
 from webservice.problems import Problem
 
 JSON_TYPES = ("application/json",)
-# Set in the environ once the whole declared body is read: nothing is left to drain.
-BODY_CONSUMED = "oncology.body_consumed"
 
 
 def read_json(environ: dict[str, Any], max_bytes: int, *, csv_too: bool = False) -> Any:
@@ -32,17 +30,21 @@ def read_json(environ: dict[str, Any], max_bytes: int, *, csv_too: bool = False)
 
 
 def read_body(environ: dict[str, Any], max_bytes: int) -> bytes:
-    """The request body, or a 413 Problem for a chunked body over `max_bytes` (a declared length
-    was checked by `BodyLimit`)."""
+    """The request body, or a 413 Problem: before reading it when its declared length is over
+    `max_bytes`, as soon as a chunked body passes it. The one place the service enforces the
+    body limit; in front of it, the front refuses the same bodies before they reach a worker."""
     stream = environ["wsgi.input"]
     length = environ.get("CONTENT_LENGTH")
     if length and length.isdigit():
-        data: bytes = stream.read(int(length))
-        environ[BODY_CONSUMED] = True
-    else:  # chunked: no length was declared, so read one byte past the limit to notice it
-        data = stream.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise body_too_large(max_bytes)
+        declared = int(length)
+        if declared > max_bytes:
+            raise body_too_large(max_bytes, declared)
+        data: bytes = stream.read(declared)
+        return data
+    # Chunked: no length was declared, so read one byte past the limit to notice it.
+    data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise body_too_large(max_bytes)
     return data
 
 

@@ -10,7 +10,8 @@ from typing import Any
 from webservice.middleware import WSGIApp
 from webservice.openinference import MODEL_NAME, answer_infer
 from webservice.predicting import JSON, Answer, answer_batch, answer_single
-from webservice.problems import as_problem
+from webservice.problems import as_problem, send_problem
+from webservice.routes import MODEL, ROUTES, VERSION
 from webservice.service import Service
 
 
@@ -34,15 +35,21 @@ class PredictionLane:
     def __init__(self, app: WSGIApp, service: Service, *, max_bytes: int, max_batch: int) -> None:
         self.app = app
         infer = partial(answer_infer, service=service, max_bytes=max_bytes, max_batch=max_batch)
-        self.routes: dict[str, Callable[[dict[str, Any]], Answer]] = {
+        handlers: dict[str, Callable[[dict[str, Any]], Answer]] = {
             "/v1/predictions": partial(answer_single, service=service, max_bytes=max_bytes),
             "/v1/predictions/batch": partial(
                 answer_batch, service=service, max_bytes=max_bytes, max_batch=max_batch
             ),
-            f"/v2/models/{MODEL_NAME}/infer": _as_json(infer),
-            f"/v2/models/{MODEL_NAME}/versions/{service.model_version}/infer": _as_json(
-                partial(infer, model_version=service.model_version)
-            ),
+            MODEL + "/infer": _as_json(infer),
+            VERSION + "/infer": _as_json(partial(infer, model_version=service.model_version)),
+        }
+        # The lane's routes of the table, for the served model's name and version only.
+        self.routes = {
+            route.path.format(model_name=MODEL_NAME, model_version=service.model_version): (
+                handlers[route.path]
+            )
+            for route in ROUTES
+            if route.lane
         }
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -55,11 +62,7 @@ class PredictionLane:
             body, content_type = handler(environ)
         except Exception as error:
             path = environ.get("PATH_INFO", "")
-            problem = as_problem(error, "POST", path)
-            body, content_type = problem.answer(path)
-            headers = [("Content-Type", content_type), *problem.headers.items()]
-            start_response(f"{problem.status} {problem.title}", headers + _length(body))
-            return [body]
+            return send_problem(as_problem(error, "POST", path), path, start_response)
         finally:
             if collecting:
                 gc.enable()

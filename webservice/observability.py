@@ -1,7 +1,7 @@
 """Request ids, the JSON access log and request metrics, in one WSGI middleware.
 
-One middleware instead of Flask hooks: it sees every answer, including the 413 that `BodyLimit`
-gives before Flask runs and errors Flask turns into problem+json, and costs a few microseconds.
+One middleware instead of Flask hooks: it sees every answer, including the prediction lane's and
+the refusals of `BearerAuth` before Flask runs, and costs a few microseconds.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import orjson
 
 from webservice import tally
 from webservice.middleware import AfterClose
+from webservice.routes import endpoint_label
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Set by `webservice.auth.BearerAuth` to the caller's name; absent when no token was needed.
@@ -28,22 +29,6 @@ ANONYMOUS = "anonymous"
 # Accepted from clients as is: up to 128 visible characters of a safe set (no spaces, quotes or
 # control characters that could forge log lines); anything else is replaced by a fresh id.
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}").fullmatch
-_ENDPOINTS = frozenset(
-    (
-        "/v1/predictions",
-        "/v1/predictions/batch",
-        "/v1/model",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-        "/swagger.json",
-        "/docs",
-        "/v2",
-        "/v2/health/live",
-        "/v2/health/ready",
-    )
-)
-
 _METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"))
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -55,20 +40,6 @@ def new_request_id() -> str:
     """24 hex digits. Ids need to be unique, not secret: `random` (reseeded in each forked
     worker) costs no system call, unlike os.urandom."""
     return f"{random.getrandbits(96):024x}"
-
-
-def endpoint_label(path: str) -> str:
-    """A bounded label for a path: known endpoints by name, Swagger UI assets, else `other`.
-
-    Open Inference Protocol paths carry client-chosen model names and versions, so they are
-    labelled by operation: /v2/models/infer, /v2/models/ready, /v2/models/metadata."""
-    if path in _ENDPOINTS:
-        return path
-    if path.startswith("/v2/models/"):
-        if path.endswith("/infer"):
-            return "/v2/models/infer"
-        return "/v2/models/ready" if path.endswith("/ready") else "/v2/models/metadata"
-    return "/swaggerui" if path.startswith("/swaggerui/") else "other"
 
 
 class Observability:

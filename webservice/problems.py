@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -66,6 +66,19 @@ class Problem(Exception):
 
         body, content_type = self.answer(path)
         return Response(body, STATUS_LINES[self.status], self.headers, content_type=content_type)
+
+
+def send_problem(problem: Problem, path: str, start_response: Any) -> list[bytes]:
+    """Answer a WSGI request with `problem`: the one place a Problem becomes a WSGI answer
+    (Flask's side builds a Response with `Problem.response`)."""
+    body, content_type = problem.answer(path)
+    headers = [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        *problem.headers.items(),
+    ]
+    start_response(STATUS_LINES[problem.status], headers)
+    return [body]
 
 
 def as_problem(error: BaseException, method: str, path: str) -> Problem:

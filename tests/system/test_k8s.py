@@ -14,7 +14,7 @@ import yaml
 from flask import Flask
 
 from oncology_model.integrity import bundled_artifacts_dir
-from webservice.auth import guard
+from webservice.routes import access
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -156,7 +156,7 @@ def test_probes_point_at_paths_the_service_serves(
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         # The kubelet sends no token: with tokens on (as in k8s/), the probes must stay open.
-        assert guard(container[probe]["httpGet"]["path"]) == "open", probe
+        assert access(container[probe]["httpGet"]["path"]) == "open", probe
 
 
 def test_rollout_never_drops_below_wanted_and_drains_before_stopping(

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from oncology_model import Classifier
 from oncology_model.datamodel import FEATURES
 from tests.helpers import MALIGNANT_JSON, SEED_JSON
-from webservice.observability import endpoint_label
+from webservice.routes import endpoint_label
 
 INFER = "/v2/models/oncology/infer"
 SEED_ROW = list(SEED_JSON.values())
