@@ -9,7 +9,7 @@ from typing import Any
 
 from webservice.middleware import WSGIApp
 from webservice.openinference import MODEL_NAME, answer_infer
-from webservice.predicting import JSON, Answer, answer_batch, answer_single
+from webservice.predicting import Answer, answer_batch, answer_single, record
 from webservice.problems import as_problem, send_problem
 from webservice.routes import MODEL, ROUTES, VERSION
 from webservice.service import Service
@@ -40,8 +40,8 @@ class PredictionLane:
             "/v1/predictions/batch": partial(
                 answer_batch, service=service, max_bytes=max_bytes, max_batch=max_batch
             ),
-            MODEL + "/infer": _as_json(infer),
-            VERSION + "/infer": _as_json(partial(infer, model_version=service.model_version)),
+            MODEL + "/infer": infer,
+            VERSION + "/infer": partial(infer, model_version=service.model_version),
         }
         # The lane's routes of the table, for the served model's name and version only.
         self.routes = {
@@ -59,24 +59,16 @@ class PredictionLane:
         collecting = gc.isenabled()
         gc.disable()  # see the class docstring
         try:
-            body, content_type = handler(environ)
+            answer = handler(environ)
         except Exception as error:
             path = environ.get("PATH_INFO", "")
             return send_problem(as_problem(error, "POST", path), path, start_response)
         finally:
             if collecting:
                 gc.enable()
-        start_response("200 OK", [("Content-Type", content_type), *_length(body)])
-        return [body]
-
-
-def _as_json(handler: Callable[[dict[str, Any]], bytes]) -> Callable[[dict[str, Any]], Answer]:
-    """A handler answering JSON bytes, as one answering (body, Content-Type)."""
-
-    def answer(environ: dict[str, Any]) -> Answer:
-        return handler(environ), JSON
-
-    return answer
+        start_response("200 OK", [("Content-Type", answer.content_type), *_length(answer.body)])
+        record(answer)
+        return [answer.body]
 
 
 def _length(body: bytes) -> list[tuple[str, str]]:

@@ -26,7 +26,7 @@ from oncology_model.datamodel import FEATURES, SCORE_RULE, InvalidTumorError
 from oncology_model.validation import validate_flat
 from webservice import metrics
 from webservice.jsonbody import parse_json, read_body
-from webservice.predicting import with_model
+from webservice.predicting import JSON, Answer, with_model
 from webservice.problems import Problem
 from webservice.service import Service
 
@@ -72,7 +72,7 @@ def answer_infer(
     max_batch: int,
     model_name: str = MODEL_NAME,
     model_version: str | None = None,
-) -> bytes:
+) -> Answer:
     """POST /v2/models/{name}[/versions/{version}]/infer: the JSON inference response."""
     check_model(service, model_name, model_version)
     body = read_body(environ, max_bytes)
@@ -252,10 +252,10 @@ def _outputs(requested: object, explain: bool) -> tuple[str, ...]:
     return tuple(names)
 
 
-def encode(inference: Inference, service: Service) -> bytes:
+def encode(inference: Inference, service: Service) -> Answer:
     """The inference response: the requested outputs, in the order requested."""
     rows = inference.rows
-    malignant, flags = service.scores(rows)
+    malignant, flags, observed = service.scores(rows)
     n = len(rows)
     outputs: list[dict[str, Any]] = []
     for name in inference.outputs:
@@ -275,7 +275,7 @@ def encode(inference: Inference, service: Service) -> bytes:
         answer["id"] = inference.request_id
     answer["parameters"] = {"threshold": service.threshold}
     answer["outputs"] = outputs
-    return orjson.dumps(answer)
+    return Answer(orjson.dumps(answer), JSON, observed)
 
 
 def server_metadata(version: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ when the app runs without the lane).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -20,10 +20,24 @@ from webservice.jsonbody import read_json
 from webservice.metrics import record_batch_size
 from webservice.problems import Problem
 from webservice.service import Service
+from webservice.tally import Observed, record_predictions
 
 JSON = "application/json"
-Answer = tuple[bytes, str]
-"""An answer's body and its Content-Type."""
+
+
+class Answer(NamedTuple):
+    """A 200 answer: its body and Content-Type, and what the metrics count of its predictions
+    (recorded by the route that sends it, `record`, once the answer is built)."""
+
+    body: bytes
+    content_type: str
+    observed: Observed | None = None
+
+
+def record(answer: Answer) -> None:
+    """Count an answer's predictions in the metrics: the one place they are recorded."""
+    if answer.observed is not None:
+        record_predictions(answer.observed)
 
 
 def answer_single(environ: dict[str, Any], service: Service, *, max_bytes: int) -> Answer:
@@ -31,10 +45,10 @@ def answer_single(environ: dict[str, Any], service: Service, *, max_bytes: int) 
     as a one-row CSV with the batch's columns."""
     explain = explain_requested(environ)
     rows = [validate_row(read_json(environ, max_bytes))]
-    answers = with_model(service).predictions(rows, explain=explain)
+    answers, observed = with_model(service).predictions(rows, explain=explain)
     if wants_csv(environ):
-        return csv_answer(answers, explain=explain), CSV_ANSWER
-    return orjson.dumps(answers[0]), JSON
+        return Answer(csv_answer(answers, explain=explain), CSV_ANSWER, observed)
+    return Answer(orjson.dumps(answers[0]), JSON, observed)
 
 
 def answer_batch(
@@ -47,10 +61,10 @@ def answer_batch(
         rows = csv_rows(environ, max_bytes, max_batch)
     else:
         rows = json_rows(environ, max_bytes, max_batch)
-    answers = with_model(service).predictions(rows, explain=explain)
+    answers, observed = with_model(service).predictions(rows, explain=explain)
     if wants_csv(environ):
-        return csv_answer(answers, explain=explain), CSV_ANSWER
-    return orjson.dumps({"predictions": answers}), JSON
+        return Answer(csv_answer(answers, explain=explain), CSV_ANSWER, observed)
+    return Answer(orjson.dumps({"predictions": answers}), JSON, observed)
 
 
 def json_rows(environ: dict[str, Any], max_bytes: int, max_batch: int) -> np.ndarray:

@@ -13,8 +13,8 @@ from oncology_model.datamodel import FEATURES
 from oncology_model.integrity import ONNX_FILE
 from oncology_model.validation import FEW
 from oncology_model.verify import verified_classifier
-from webservice import metrics, tally
-from webservice.tally import Rows
+from webservice import metrics
+from webservice.tally import Observed, Rows
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,10 @@ class Service:
         assert self.classifier is not None, "callers check `loaded` first"
         return self.classifier.threshold
 
-    def scores(self, rows: Rows) -> tuple[list[float], list[bool]]:
+    def scores(self, rows: Rows) -> tuple[list[float], list[bool], Observed]:
         """Malignant probabilities (rounded) and diagnoses (True: malignant) of validated rows
-        (NaN = not measured), from one engine call, counted in the metrics."""
+        (NaN = not measured), from one engine call, and what the metrics count of them (the
+        caller records it: the Service has no side effects)."""
         classifier = self.classifier
         assert classifier is not None, "callers check `loaded` first"
         if (
@@ -99,23 +100,24 @@ class Service:
                 else classifier.malignant_probabilities(rows).tolist()
             )
             flags = list(map(classifier.label, probabilities))
-            tally.record_predictions(rows, probabilities, flags)
-            return round6(probabilities), flags
+            return round6(probabilities), flags, Observed(rows, probabilities, flags)
         malignant = classifier.malignant_probabilities(rows)
         labels = classifier.labels(malignant)
-        tally.record_predictions(rows, malignant, labels)
         # Rounded to 6 decimals: float32 inference carries no more, and answers stay readable.
-        return round6(malignant), labels.tolist()
+        return round6(malignant), labels.tolist(), Observed(rows, malignant, labels)
 
     def contributions(self, rows: Rows) -> np.ndarray:
         """Each row's per-feature contributions to its malignant probability (rounded), (n, 9)."""
         assert self.classifier is not None, "callers check `loaded` first"
         return self.classifier.contributions(np.asarray(rows), decimals=6)
 
-    def predictions(self, rows: Rows, *, explain: bool = False) -> list[dict[str, Any]]:
+    def predictions(
+        self, rows: Rows, *, explain: bool = False
+    ) -> tuple[list[dict[str, Any]], Observed]:
         """One answer per validated row (NaN = not measured), from one engine call: JSON-ready
-        dicts, `imputed` a tuple of the names of the scores not measured (a JSON array)."""
-        malignant, flags = self.scores(rows)
+        dicts, `imputed` a tuple of the names of the scores not measured (a JSON array); and
+        what the metrics count of them."""
+        malignant, flags, observed = self.scores(rows)
         threshold, version = self.threshold, self.model_version
         answers: list[dict[str, Any]] = [
             {
@@ -135,7 +137,7 @@ class Service:
             contributions = self.contributions(rows).tolist()
             for answer, deltas in zip(answers, contributions, strict=True):
                 answer["contributions"] = dict(zip(FEATURES, deltas, strict=True))
-        return answers
+        return answers, observed
 
 
 # Shared by every answer without imputed scores: one object instead of one list per answer.

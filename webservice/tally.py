@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 from prometheus_client import Histogram
@@ -31,6 +32,17 @@ Rows = np.ndarray | list[list[float]]
 Diagnoses = np.ndarray | list[bool]  # True: malignant; a list for the few rows of a single request
 Probabilities = np.ndarray | list[float]  # malignant; a list for a single prediction
 _Predictions = tuple[Rows, Probabilities, Diagnoses]  # rows, probabilities, diagnoses
+
+
+class Observed(NamedTuple):
+    """What the metrics count of one request's predictions: its rows, their malignant
+    probabilities and diagnoses (`Service.scores` gives it; the request's boundary records it)."""
+
+    rows: Rows
+    malignant: Probabilities
+    flags: Diagnoses
+
+
 JOIN_ROWS = 4096
 
 
@@ -152,9 +164,9 @@ class Tally:
 TALLY = Tally()
 
 
-def record_predictions(rows: Rows, malignant: Probabilities, flags: Diagnoses) -> None:
+def record_predictions(observed: Observed) -> None:
     """Count one answered request's input values, malignant probabilities and diagnoses."""
-    TALLY.add_predictions(rows, malignant, flags)
+    TALLY.add_predictions(*observed)
 
 
 def record_request(endpoint: str, method: str, status: str, seconds: float, caller: str) -> None:

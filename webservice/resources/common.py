@@ -10,7 +10,7 @@ from flask_restx import Model, Namespace, fields
 from werkzeug.wrappers import Response
 
 from oncology_model.datamodel import SCORE_RULE
-from webservice.predicting import with_model
+from webservice.predicting import Answer, record, with_model
 from webservice.service import Service
 
 PROBLEM = Model(
@@ -68,10 +68,10 @@ def service_with_model() -> Service:
     return with_model(service())
 
 
-def answer_response(answer: tuple[bytes, str]) -> Response:
-    """A 200 answer from a body and its Content-Type (`webservice.predicting.Answer`)."""
-    body, content_type = answer
-    return Response(body, 200, content_type=content_type)
+def answer_response(answer: Answer) -> Response:
+    """A 200 answer (`webservice.predicting.Answer`), its predictions counted."""
+    record(answer)
+    return Response(answer.body, 200, content_type=answer.content_type)
 
 
 def json_response(content: Any) -> Response:

@@ -23,7 +23,7 @@ from webservice.openinference import (
     server_metadata,
 )
 from webservice.problems import Problem
-from webservice.resources.common import json_response, service
+from webservice.resources.common import answer_response, json_response, service
 
 ns = Namespace(
     "inference",
@@ -207,7 +207,7 @@ class Infer(Resource):
     def post(self, model_name: str, model_version: str | None = None) -> Any:
         """Inference: one tensor of shape [N, 9] in, probabilities and labels out."""
         config = current_app.config
-        return json_response(
+        return answer_response(
             answer_infer(
                 request.environ,
                 service(),

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from flask import current_app, request
 from flask_restx import Namespace, Resource, fields
 
-from oncology_model import Classifier
 from oncology_model.datamodel import FEATURE_DESCRIPTIONS, FEATURES, SCORE_MAX, SCORE_MIN
 from oncology_model.verify import SEED_TUMOR
 from webservice.predicting import answer_batch, answer_single
@@ -38,19 +36,11 @@ class NullableScore(fields.Integer):
         return schema
 
 
-def _seed_answer(classifier: Classifier) -> dict[str, Any]:
-    """The served model's answer for the seed tumor (uncounted by the metrics), as the example."""
-    row = np.array([SEED_TUMOR.to_row()])
-    malignant = round(float(classifier.malignant_probabilities(row)[0]), 6)
-    return {
-        "prediction": "malignant" if malignant >= classifier.threshold else "benign",
-        "probabilities": {"benign": round(1 - malignant, 6), "malignant": malignant},
-        "threshold": classifier.threshold,
-        "model_version": classifier.model_version,
-        "contributions": dict(
-            zip(FEATURES, classifier.contributions(row, decimals=6)[0].tolist(), strict=True)
-        ),
-    }
+def _seed_answer(service: Service) -> dict[str, Any]:
+    """The served model's answer for the seed tumor, explained: the document's example. The
+    Service has no side effects, so nothing of it is counted in the metrics."""
+    answers, _ = service.predictions([SEED_TUMOR.to_row()], explain=True)
+    return dict(answers[0])
 
 
 # The batch endpoint takes and answers JSON or CSV (see `webservice.csvbody`); errors are
@@ -72,7 +62,7 @@ def namespace(*, max_batch: int, service: Service) -> Namespace:
     """The predictions Namespace, documented with the served model's figures (the seed tumor's
     answer as the example, the baseline of the explanations) and the configured batch limit."""
     ns = Namespace("predictions", path="/v1/predictions", description="Diagnose tumors")
-    example = _seed_answer(service.classifier) if service.classifier else {}
+    example = _seed_answer(service) if service.loaded else {}
     baseline = (
         f" = p - {service.classifier.baseline_probability:.6f} for this model"
         if service.classifier
