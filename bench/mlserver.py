@@ -19,8 +19,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.live_server import free_port
 from oncology_model.integrity import JOBLIB_FILE, bundled_artifacts_dir
+from ops.loopback import free_port
 
 MLSERVER = "mlserver==1.7.1"
 MLSERVER_SKLEARN = "mlserver-sklearn==1.7.1"

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ops.loopback import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,12 +35,6 @@ def access_records(log: str) -> list[dict[str, Any]]:
         for line in log.split("\n")
         if line.startswith('{"ts"') and '"event":"request"' in line
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

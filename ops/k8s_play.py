@@ -42,9 +42,10 @@ from typing import Any
 
 import yaml
 
-from harness.live_server import access_records, free_port, log_problems
+from harness.live_server import access_records, log_problems
 from harness.load import Recorder
 from oncology_model.verify import SEED_TUMOR
+from ops.loopback import free_port
 from ops.registry import registry
 from reliability.slow_clients import slow_client_attack
 from webservice.tokens import new_token

@@ -49,6 +49,19 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+@pytest.fixture(scope="session")
+def app_without_lane() -> Flask:
+    """The app with the prediction lane off: the flask-restx resources answer those routes."""
+    application = create_app({"TESTING": True, "PREDICTION_LANE": False})
+    application.test_client_class = ClosingClient
+    return application
+
+
+@pytest.fixture
+def client_without_lane(app_without_lane: Flask) -> FlaskClient:
+    return app_without_lane.test_client()
+
+
 # The module whose trainings take the longest: run first, it overlaps the rest of the suite on
 # the other worker instead of finishing alone at the end.
 LONGEST_MODULE = "test_training.py"

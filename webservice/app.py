@@ -35,7 +35,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     Around Flask, outermost first: `Observability` (request id, JSON access log, metrics),
     `BearerAuth` (401 before any work; only when a tokens file is configured), `PredictionLane`
-    (the prediction routes without Flask's per-request machinery; see its docstring). The body
+    (the prediction routes without Flask's per-request machinery; see its docstring; off with
+    `PREDICTION_LANE`, when the flask-restx resources answer them). The body
     limit is `jsonbody.read_body`'s, for every route that reads a body.
     """
     app = Flask(__name__)
@@ -54,12 +55,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         api_tokens=api_tokens is not None,
         metrics_tokens=metrics_tokens is not None,
     )
-    inner: WSGIApp = PredictionLane(
-        app.wsgi_app,
-        service,
-        max_bytes=settings["MAX_BODY_BYTES"],
-        max_batch=settings["MAX_BATCH"],
-    )
+    inner: WSGIApp = app.wsgi_app
+    if settings["PREDICTION_LANE"]:
+        inner = PredictionLane(
+            inner, service, max_bytes=settings["MAX_BODY_BYTES"], max_batch=settings["MAX_BATCH"]
+        )
     if api_tokens or metrics_tokens:
         inner = BearerAuth(inner, api=api_tokens, metrics=metrics_tokens)
     # Flask's documented way to add WSGI middleware; mypy sees it as replacing a method.

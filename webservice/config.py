@@ -21,6 +21,9 @@ DEFAULTS: dict[str, Any] = {
     "TOKENS_FILE": None,
     # Tokens for GET /metrics (e.g. Prometheus's); None leaves /metrics open.
     "METRICS_TOKENS_FILE": None,
+    # Serve the prediction routes from the lane (`webservice.lane`), before Flask; off, the
+    # flask-restx resources answer them, identically (tests check it), more slowly.
+    "PREDICTION_LANE": True,
     # The front (nginx, `webservice.front`): seconds a client has to send its request line and
     # headers, and the longest pause it may make while sending the body (408 past either).
     "HEADER_TIMEOUT": 10,
@@ -40,6 +43,7 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "LOG_LEVEL": ("LOG_LEVEL", str.upper),
     "ONCOLOGY_TOKENS_FILE": ("TOKENS_FILE", str),
     "ONCOLOGY_METRICS_TOKENS_FILE": ("METRICS_TOKENS_FILE", str),
+    "ONCOLOGY_PREDICTION_LANE": ("PREDICTION_LANE", lambda value: _boolean(value)),
     "ONCOLOGY_HEADER_TIMEOUT": ("HEADER_TIMEOUT", int),
     "ONCOLOGY_BODY_TIMEOUT": ("BODY_TIMEOUT", int),
     "ONCOLOGY_MAX_CONNECTIONS": ("MAX_CONNECTIONS", int),

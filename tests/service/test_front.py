@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.live_server import ROOT, LiveServer, free_port, live_server
+from harness.live_server import ROOT, LiveServer, live_server
+from ops.loopback import free_port
 from tests.helpers import SEED_JSON
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from harness.live_server import ROOT, free_port
+from harness.live_server import ROOT
+from ops.loopback import free_port
 from tests.helpers import require_debian_package
 
 RULES = ROOT / "monitoring" / "rules.yaml"

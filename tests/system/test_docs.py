@@ -6,14 +6,13 @@ from __future__ import annotations
 import functools
 import http.server
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from harness.live_server import free_port
+from harness.threaded import threaded_server
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "build" / "site"
@@ -69,14 +68,8 @@ def site_url() -> Iterator[str]:
     """The built site over HTTP on loopback, as `make docs-serve` would show it."""
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(built_site()))
     handler.log_message = lambda *args: None  # type: ignore[assignment,method-assign]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with threaded_server(handler) as url:
+        yield url
 
 
 @pytest.mark.slow

@@ -181,17 +181,14 @@ def test_other_types_are_415_naming_both(client: FlaskClient) -> None:
     assert "text/csv" in problem(response, 415)["detail"]
 
 
-def test_flask_resource_answers_csv_exactly_as_the_lane(app: Any) -> None:
-    from werkzeug.test import Client
-
-    from webservice.lane import PredictionLane
-
-    layer = app.wsgi_app
-    while not isinstance(layer, PredictionLane):
-        layer = layer.app
+def test_flask_resource_answers_csv_exactly_as_the_lane(
+    client: FlaskClient, client_without_lane: FlaskClient
+) -> None:
     body = as_csv([SEED_JSON, {**SEED_JSON, "mitoses": None}])
-    through_lane = app.test_client().post("/v1/predictions/batch", data=body, headers=CSV_HEADERS)
-    through_flask = Client(layer.app).post("/v1/predictions/batch", data=body, headers=CSV_HEADERS)
+    through_lane = client.post("/v1/predictions/batch", data=body, headers=CSV_HEADERS)
+    through_flask = client_without_lane.post(
+        "/v1/predictions/batch", data=body, headers=CSV_HEADERS
+    )
     assert through_lane.headers["Content-Type"] == through_flask.headers["Content-Type"]
     assert through_lane.get_data() == through_flask.get_data()
     assert np.isfinite([float(r["malignant_probability"]) for r in read_answer(through_lane)]).all()

@@ -337,17 +337,12 @@ def test_metrics_labels_are_bounded(client: FlaskClient) -> None:
         ("/v2/models/oncology/versions/bad/infer", {"inputs": [tensor(SEED_ROW)]}),
     ],
 )
-def test_flask_resources_answer_exactly_as_the_lane(app: Flask, path: str, payload: Any) -> None:
+def test_flask_resources_answer_exactly_as_the_lane(
+    client: FlaskClient, client_without_lane: FlaskClient, path: str, payload: Any
+) -> None:
     """Without the lane, the restx resource gives the same answers."""
-    from werkzeug.test import Client
-
-    from webservice.lane import PredictionLane
-
-    layer = app.wsgi_app
-    while not isinstance(layer, PredictionLane):
-        layer = layer.app
-    through_lane = app.test_client().post(path, json=payload)
-    through_flask = Client(layer.app).post(path, json=payload)
+    through_lane = client.post(path, json=payload)
+    through_flask = client_without_lane.post(path, json=payload)
     assert through_lane.status_code == through_flask.status_code
     assert through_lane.headers["Content-Type"] == through_flask.headers["Content-Type"]
     assert through_lane.get_json() == json.loads(through_flask.get_data())
@@ -356,8 +351,7 @@ def test_flask_resources_answer_exactly_as_the_lane(app: Flask, path: str, paylo
 def test_the_lane_serves_inference(app: Flask, classifier: Classifier) -> None:
     from webservice.lane import PredictionLane
 
-    layer = app.wsgi_app
-    while not isinstance(layer, PredictionLane):
-        layer = layer.app
+    service = app.extensions["oncology"]
+    layer = PredictionLane(app.wsgi_app, service, max_bytes=1000, max_batch=10)
     assert INFER in layer.routes
     assert f"/v2/models/oncology/versions/{classifier.model_version}/infer" in layer.routes
