@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ops.loopback import free_port
+from ops.loopback import free_port, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,14 +88,8 @@ class LiveServer:
         raise TimeoutError(f"not ready in {timeout} s: {self.log.read_text()[-2000:]}")
 
     def stop(self, timeout: float = 30) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return int(self.process.returncode)
+        """SIGTERM, SIGKILL after `timeout` s; the exit code."""
+        return stop(self.process, timeout=timeout)
 
 
 # What an operator must never see from a healthy start: a gunicorn, app (JSON) or ONNX Runtime line

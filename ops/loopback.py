@@ -49,9 +49,16 @@ def serving(
             time.sleep(0.1)
         yield process
     finally:
+        stop(process, timeout=10)
+
+
+def stop(process: subprocess.Popen[bytes], *, timeout: float) -> int:
+    """Stop `process` by its PID: SIGTERM, SIGKILL after `timeout` s; its exit code."""
+    if process.poll() is None:
         process.terminate()
         try:
-            process.wait(10)
+            process.wait(timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    return int(process.returncode)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import time
 import urllib.error
@@ -20,7 +19,7 @@ from typing import Any
 import yaml
 
 from harness.live_server import ROOT
-from ops.loopback import free_port
+from ops.loopback import free_port, stop
 from tests.helpers import require_debian_package
 
 RULES = ROOT / "monitoring" / "rules.yaml"
@@ -103,13 +102,7 @@ class Prometheus:
         raise TimeoutError(f"prometheus not ready in {timeout} s: {self.log.read_text()[-2000:]}")
 
     def stop(self, timeout: float = 20) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process, timeout=timeout)
 
 
 @contextmanager
