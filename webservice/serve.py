@@ -51,9 +51,9 @@ def main() -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="oncology-serve-"))
     run_dir.chmod(0o755)  # nginx's workers (as `nobody` when started by root) reach the socket
     # The metrics of every process, in memory (WORKER_TMP_DIR, as gunicorn's heartbeat files).
-    metrics_dir = tempfile.mkdtemp(
-        prefix="oncology-metrics-", dir=os.environ.get("WORKER_TMP_DIR", "/dev/shm")
-    )
+    # /dev/shm: a per-container tmpfs; mkdtemp makes a private folder in it (B108 warns of /tmp).
+    shared_memory = os.environ.get("WORKER_TMP_DIR", "/dev/shm")  # nosec B108
+    metrics_dir = tempfile.mkdtemp(prefix="oncology-metrics-", dir=shared_memory)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         return Launcher(run_dir).run()
