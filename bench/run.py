@@ -4,7 +4,8 @@
     POST body of the single prediction's size and answers a small JSON (and, as a second line,
     answers a GET);
 (b) this service as served (nginx in front of gunicorn): single predictions (also with bearer
-    tokens on, and on gunicorn alone without the front: what the front costs), the same one row
+    tokens on; on gunicorn alone without the front: what the front costs; with the prediction
+    lane off, answered by flask-restx: what the lane buys), the same one row
     through the Open Inference Protocol (V2 inference), explain requests, batches of 100, 1,000
     and 10,000;
 (c) in-process: one `Classifier.predict`, one `predict_many` of 10,000 tumors, and the limit for a
@@ -59,6 +60,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "v2_vs_v1": (">=", 0.9),  # V2 one-row inference / /v1/predictions, 16 connections
     "auth_ratio": (">=", 0.95),  # bearer tokens on / off, 16 connections
     "front_ratio": (">=", 0.7),  # single prediction with the front / on gunicorn alone
+    "lane_ratio": (">=", 1.1),  # single prediction through the lane / through flask-restx
     "mlserver_ratio": (">=", 5.0),  # service / MLServer, 16 connections (--mlserver)
     "start_to_ready_s": ("<=", 1.5),
     "worker_rss_mb": ("<=", 150.0),
@@ -202,13 +204,17 @@ def main() -> int:
         secured = stack.enter_context(live_server(logs, workers=args.workers, env=secured_env))
         # The service on gunicorn alone, without the front: what the front costs.
         bare = stack.enter_context(live_server(logs, workers=args.workers, front=False))
+        # The prediction lane off (flask-restx answers): what the lane buys.
+        no_lane = stack.enter_context(
+            live_server(logs, workers=args.workers, env={"ONCOLOGY_PREDICTION_LANE": "false"})
+        )
         floor_url = f"{floor.url}/"
         predict_url = f"{service.url}/v1/predictions"
         v2_url = f"{service.url}/v2/models/oncology/infer"
         secured_url = f"{secured.url}/v1/predictions"
         c1 = max(1, min(args.seconds - 1, 5))
         rounds: dict[str, list[dict[str, float]]] = {
-            name: [] for name in ("floor", "floor_get", "service", "v2", "auth", "bare")
+            name: [] for name in ("floor", "floor_get", "service", "v2", "auth", "bare", "no_lane")
         }
         rounds_c1: dict[str, list[dict[str, float]]] = {"floor": [], "service": []}
         # Each ratio pairs runs made close together: the service sits between V2 and tokens on
@@ -222,6 +228,7 @@ def main() -> int:
             ("service", service, predict_url, single),
             ("auth", secured, secured_url, authorized),
             ("bare", bare, f"{bare.url}/v1/predictions", single),
+            ("no_lane", no_lane, f"{no_lane.url}/v1/predictions", single),
         ]
         for number in range(args.rounds):
             for name, server, url, script in runs if number % 2 == 0 else runs[::-1]:
@@ -244,6 +251,7 @@ def main() -> int:
             "v2_vs_v1": _ratios(rounds["v2"], rounds["service"], "rps"),
             "auth_ratio": _ratios(rounds["auth"], rounds["service"], "rps"),
             "front_ratio": _ratios(rounds["service"], rounds["bare"], "rps"),
+            "lane_ratio": _ratios(rounds["service"], rounds["no_lane"], "rps"),
             "p50_c1_ratio": _ratios(rounds_c1["service"], rounds_c1["floor"], "p50_ms"),
         }
         explain_url = predict_url + "?explain=true"
@@ -401,6 +409,7 @@ TARGET_NAMES = {
     "v2_vs_v1": "V2 inference / /v1/predictions, c16 (req/s)",
     "auth_ratio": "tokens on / tokens off, c16 (req/s)",
     "front_ratio": "with the front / gunicorn alone, c16 (req/s)",
+    "lane_ratio": "through the lane / through flask-restx, c16 (req/s)",
     "mlserver_ratio": "service / MLServer, c16 (req/s)",
     "start_to_ready_s": "start to ready (s)",
     "worker_rss_mb": "worker RSS (MB)",
@@ -423,6 +432,11 @@ def report(r: dict[str, Any]) -> None:
         ("service: single prediction, c1", _rps(r["service_c1"]), _latency(r["service_c1"])),
         ("service with bearer tokens on, c16", _rps(r["service_auth_c16"]), ""),
         ("service on gunicorn alone (no front), c16", _rps(r["bare_c16"]), _latency(r["bare_c16"])),
+        (
+            "service without the lane (flask-restx), c16",
+            _rps(r["no_lane_c16"]),
+            _latency(r["no_lane_c16"]),
+        ),
         ("server CPU per request, POST floor / service / tokens on", f"{cpu} us", ""),
         ("V2 inference (one row), c16", _rps(r["v2_c16"]), _latency(r["v2_c16"])),
         ("explain, c16", _rps(r["explain_c16"]), _latency(r["explain_c16"])),

@@ -38,6 +38,7 @@ def test_targets_are_judged_by_their_sense_and_missing_ones_are_left_out() -> No
             "v2_vs_v1": _spread(0.95, 0.97, 0.99),
             "auth_ratio": _spread(0.90, 0.94, 0.99),  # median 0.94 < 0.95
             "front_ratio": _spread(0.95, 1.01, 1.08),
+            "lane_ratio": _spread(1.2, 1.3, 1.4),
         },
         "start_to_ready_s": 0.4,
         "worker_rss_mb": 151.0,
@@ -53,6 +54,7 @@ def test_targets_are_judged_by_their_sense_and_missing_ones_are_left_out() -> No
         "v2_vs_v1": True,
         "auth_ratio": False,
         "front_ratio": True,
+        "lane_ratio": True,
         "start_to_ready_s": True,
         "worker_rss_mb": False,
     }
