@@ -27,7 +27,8 @@ def test_predict_seed_tumor(client: FlaskClient, classifier: Classifier) -> None
     assert body["prediction"] == "benign"
     malignant = classifier.predict_proba(Tumor(**SEED_JSON))[Prediction.MALIGNANT]
     assert body["probabilities"]["malignant"] == pytest.approx(malignant, abs=1e-6)
-    assert body["probabilities"]["benign"] + body["probabilities"]["malignant"] == pytest.approx(1)
+    benign = classifier.predict_proba(Tumor(**SEED_JSON))[Prediction.BENIGN]
+    assert body["probabilities"]["benign"] == pytest.approx(benign, abs=1e-6)
     assert body["threshold"] == pytest.approx(classifier.threshold)
     assert body["imputed"] == []
     assert body["model_version"] == classifier.model_version
@@ -178,8 +179,12 @@ def test_oversized_body_is_413_before_parsing(tmp_path: Path) -> None:
     assert small.post("/v1/predictions", json=SEED_JSON).status_code == 200
 
 
-def test_default_limit_is_four_mib(app: Any) -> None:
-    assert app.config["MAX_BODY_BYTES"] == 4 * 1024 * 1024
+def test_the_default_limit_takes_four_mib_and_refuses_one_byte_more(client: FlaskClient) -> None:
+    limit = 4 * 1024 * 1024
+    at_limit = client.post("/v1/predictions", data=b" " * limit, content_type="application/json")
+    assert problem(at_limit, 400)["type"] != "urn:oncology:problem:body-too-large"
+    over = client.post("/v1/predictions", data=b" " * (limit + 1), content_type="application/json")
+    assert problem(over, 413)["detail"] == "The body is 4194305 bytes; the limit is 4194304 bytes."
 
 
 @pytest.mark.parametrize(
