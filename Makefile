@@ -63,7 +63,7 @@ help: ## Show this help
 	grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	sed $(foreach v,$(HELP_VARIABLES),-e 's|$$($(v))|$($(v))|g') | \
 	awk -v on="$$colour" -v off="$$plain" \
-		'BEGIN {FS = ":.*?## "}; {printf "  %s%-14s%s %s\n", on, $$1, off, $$2}'
+		'BEGIN {FS = ":.*?## "}; {printf "  %s%-17s%s %s\n", on, $$1, off, $$2}'
 
 .PHONY: install
 install: $(INSTALLED) ## Create .venv from Pipfile.lock: serving, training, test and lint tools
@@ -124,8 +124,8 @@ train: $(INSTALLED) ## Train, evaluate and export the bundled model (report in b
 
 .PHONY: run
 run: $(SERVING) $(NGINX) ## Serve the API on http://127.0.0.1:8080: nginx in front of gunicorn (HOST, PORT, WORKERS from the env)
-	@echo "==> Starting nginx on http://$${HOST:-127.0.0.1}:$${PORT:-8080} (Swagger UI at /docs) \
-	in front of gunicorn; Ctrl-C stops both"
+	@echo "==> Serving on http://$${HOST:-127.0.0.1}:$${PORT:-8080} (Swagger UI at /docs): nginx \
+	in front of gunicorn, once the settings check out; Ctrl-C stops both"
 	$(PY) -m webservice.serve
 
 .PHONY: test

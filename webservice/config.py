@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
     # flask-restx resources answer them, identically (tests check it), more slowly.
     "PREDICTION_LANE": True,
     # The front (nginx, `webservice.front`): seconds a client has to send its request line and
-    # headers, and the longest pause it may make while sending the body (408 past either).
+    # headers, and the longest pause it may make while sending the body (cut off past either).
     "HEADER_TIMEOUT": 10,
     "BODY_TIMEOUT": 10,
     # Open connections the front holds at most (each request passed on takes one more), and
@@ -34,16 +34,26 @@ DEFAULTS: dict[str, Any] = {
     "MAX_REQUESTS_IN_PROGRESS": 1024,
 }
 
+
+def _boolean(value: str) -> bool:
+    """true/1/yes/on or false/0/no/off, in any case."""
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
 # Environment variable -> (config key, parser).
 ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "ONCOLOGY_MAX_BODY_BYTES": ("MAX_BODY_BYTES", int),
     "ONCOLOGY_MAX_BATCH": ("MAX_BATCH", int),
     "ONCOLOGY_ARTIFACTS_DIR": ("ARTIFACTS_DIR", str),
-    "ONCOLOGY_ACCESS_LOG": ("ACCESS_LOG", lambda value: _boolean(value)),
+    "ONCOLOGY_ACCESS_LOG": ("ACCESS_LOG", _boolean),
     "LOG_LEVEL": ("LOG_LEVEL", str.upper),
     "ONCOLOGY_TOKENS_FILE": ("TOKENS_FILE", str),
     "ONCOLOGY_METRICS_TOKENS_FILE": ("METRICS_TOKENS_FILE", str),
-    "ONCOLOGY_PREDICTION_LANE": ("PREDICTION_LANE", lambda value: _boolean(value)),
+    "ONCOLOGY_PREDICTION_LANE": ("PREDICTION_LANE", _boolean),
     "ONCOLOGY_HEADER_TIMEOUT": ("HEADER_TIMEOUT", int),
     "ONCOLOGY_BODY_TIMEOUT": ("BODY_TIMEOUT", int),
     "ONCOLOGY_MAX_CONNECTIONS": ("MAX_CONNECTIONS", int),
@@ -51,12 +61,8 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
 }
 
 
-def _boolean(value: str) -> bool:
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(value)
+# What each parser takes, for the message when a setting does not parse.
+EXPECTED: dict[Any, str] = {int: "a whole number", _boolean: "true or false"}
 
 
 def load_config(
@@ -69,7 +75,10 @@ def load_config(
             try:
                 config[key] = parse(environ[variable])
             except ValueError:
-                raise ValueError(f"{variable}={environ[variable]!r} is not a valid {key}") from None
+                expected = EXPECTED.get(parse, "a valid value")
+                raise ValueError(
+                    f"{variable}={environ[variable]!r} is not a valid {key}: expected {expected}"
+                ) from None
     config.update(overrides or {})
     return config
 

@@ -9,7 +9,8 @@ it, and takes the answer as fast as gunicorn writes it, so a worker only ever co
 
 What the front enforces (`webservice.config`):
 - the request line and headers within `HEADER_TIMEOUT` s, and no pause longer than
-  `BODY_TIMEOUT` s while the body comes: past either, 408 and the connection is closed;
+  `BODY_TIMEOUT` s while the body comes: past either, the connection is closed (nginx logs it
+  as 408 and sends nothing: the client is still sending);
 - the body limit, from `Content-Length` before the body is read (or as a chunked body passes it):
   413 problem+json, the same answer the service gives;
 - at most `MAX_CONNECTIONS` open connections, and at most `MAX_REQUESTS_IN_PROGRESS` requests
