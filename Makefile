@@ -169,9 +169,9 @@ security: $(TOOLS) $(INSTALLED) ## bandit, trivy config and secret scans, pip-au
 		--exceptions ops/vulnerability-exceptions.txt $(if $(AUDIT_STRICT),--strict)
 
 .PHONY: token
-token: $(SERVING) ## Make a bearer token for name=CALLER: printed once, with its line for the Secret
+token: $(SERVING) ## Make a bearer token for name=CALLER [permissions=predict,outcomes,records]: printed once, with its line
 	@test -n "$(name)" || { echo "set name=CALLER"; exit 2; }
-	@$(PY) -m webservice.tokens new '$(name)'
+	@$(PY) -m webservice.tokens new '$(name)' $(if $(permissions),'$(permissions)')
 
 .PHONY: lint
 lint: $(INSTALLED) ## ruff (lint and format) and mypy

@@ -35,6 +35,7 @@ BEARER = {
 METRICS_BEARER = {**BEARER, "description": "Bearer <token>: a token of the metrics tokens file."}
 REFUSALS = {
     "401": "No valid bearer token (`WWW-Authenticate: Bearer`)",
+    "403": "The token does not grant the permission this operation needs",
     "400": "The body is not valid JSON, or a token was sent in the query string",
 }
 

@@ -3,8 +3,9 @@
 On only when a tokens file is configured (`ONCOLOGY_TOKENS_FILE` for the API,
 `ONCOLOGY_METRICS_TOKENS_FILE` for /metrics); otherwise it is not in the stack at all. The probes
 and the documentation stay open; every other path (unknown ones too) needs
-`Authorization: Bearer <token>`. The caller's name goes into the environ for the access log and
-the metrics; the token goes nowhere.
+`Authorization: Bearer <token>`, whose line in the tokens file grants the permission the route
+needs (`routes.Route.permission`; 403 naming it otherwise). The caller's name goes into the
+environ for the access log and the metrics; the token goes nowhere.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from urllib.parse import parse_qs
 from webservice.middleware import WSGIApp
 from webservice.observability import CALLER
 from webservice.problems import Problem, send_problem
-from webservice.routes import Access, access
+from webservice.routes import Access, access, permission
 from webservice.tokens import TokenFile
 
 REALM = "oncology"
@@ -73,15 +74,17 @@ class BearerAuth:
         tokens = self.tokens[access(path)]
         if tokens is None:
             return self.app(environ, start_response)
-        refusal = _check(environ, tokens)
+        refusal = _check(environ, tokens, path)
         if refusal is None:
             return self.app(environ, start_response)
-        environ[CALLER] = UNAUTHENTICATED
+        if refusal.status != 403:  # a 403's caller is known: its name stays in log and metrics
+            environ[CALLER] = UNAUTHENTICATED
         return send_problem(refusal, path, start_response)  # {"error": ...} under /v2
 
 
-def _check(environ: dict[str, Any], tokens: TokenFile) -> Problem | None:
-    """None when the request names a known caller (set in the environ), else the refusal."""
+def _check(environ: dict[str, Any], tokens: TokenFile, path: str) -> Problem | None:
+    """None when the request names a known caller (set in the environ) whose token grants what
+    the path needs, else the refusal."""
     query = environ.get("QUERY_STRING")
     if query and "access_token" in query and "access_token" in parse_qs(query, True):
         return IN_QUERY
@@ -91,8 +94,21 @@ def _check(environ: dict[str, Any], tokens: TokenFile) -> Problem | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer":
         return WRONG_SCHEME
-    name = tokens.caller(token.strip())
-    if name is None:
+    caller = tokens.identify(token.strip())
+    if caller is None:
         return INVALID
-    environ[CALLER] = name
+    environ[CALLER] = caller.name
+    if access(path) == "api":
+        needed = permission(path)
+        if needed not in caller.permissions:
+            return forbidden(caller.name, needed)
     return None
+
+
+def forbidden(name: str, needed: str) -> Problem:
+    """403: a known caller whose token does not grant what the path needs."""
+    return Problem(
+        403,
+        f"The token of {name} does not grant the permission {needed}, which this needs.",
+        {"Authorization": f"needs a token with the permission {needed}"},
+    )

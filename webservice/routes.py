@@ -25,6 +25,7 @@ class Route:
     label: str  # the metrics' endpoint label: bounded, whatever the client sends
     lane: bool = False  # POST answered by the prediction lane
     documented: bool = True  # an operation of the OpenAPI document
+    permission: str = "predict"  # what an API caller's token must grant (`webservice.tokens`)
 
 
 MODEL = "/v2/models/{model_name}"
@@ -89,3 +90,8 @@ def endpoint_label(path: str) -> str:
 def access(path: str) -> Access:
     """Which tokens a path needs."""
     return route_of(path).access
+
+
+def permission(path: str) -> str:
+    """What an API caller's token must grant to call a path."""
+    return route_of(path).permission

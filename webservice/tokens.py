@@ -1,7 +1,10 @@
-"""The tokens file: who may call, as `NAME:SHA256HEX` lines, re-read when it changes.
+"""The tokens file: who may call and what they may do, as `NAME:SHA256HEX[:PERMISSIONS]` lines,
+re-read when it changes.
 
 One line per token: the caller's name, a colon, and the SHA-256 of the token as 64 hex digits
-(never the token itself); `#` starts a comment; blank lines are skipped. A caller may have several
+(never the token itself), optionally a colon and the token's permissions, comma-separated, of
+`PERMISSIONS` (without them, `predict`: what every API caller could do before permissions
+existed); `#` starts a comment; blank lines are skipped. A caller may have several
 lines (an old and a new token while rotating). Kubernetes mounts a Secret as a symlink that it
 swaps on update, so the path is stat'ed (following symlinks) at most once per second per worker
 and re-read when its inode, size or mtime changed. A file that breaks a rule keeps the previous
@@ -21,6 +24,7 @@ import re
 import secrets
 import sys
 import time
+from typing import NamedTuple
 
 CHECK_SECONDS = 1.0
 # Names become metric label values and log fields: a short, safe set of characters.
@@ -29,10 +33,23 @@ _VALID_HEX = re.compile(r"[0-9a-fA-F]{64}").fullmatch
 NAME_RULE = "a caller name is 1 to 64 of A-Z a-z 0-9 . _ - (starting with a letter or digit)"
 # What the service reports for requests that needed no token, and for refused ones.
 RESERVED_NAMES = frozenset(("anonymous", "unauthenticated"))
+PERMISSIONS = ("predict", "outcomes", "records")
+"""predict: the prediction and model endpoints; outcomes: sending confirmed outcomes; records:
+reading the prediction records."""
+DEFAULT_PERMISSIONS = frozenset(("predict",))
+FORMAT = "NAME:SHA256HEX[:PERMISSION,...]"
 
 log = logging.getLogger(__name__)
 
-Entries = tuple[tuple[bytes, str], ...]  # (SHA-256 digest, caller name)
+
+class Caller(NamedTuple):
+    """Who presents a token, and what that token may do."""
+
+    name: str
+    permissions: frozenset[str]
+
+
+Entries = tuple[tuple[bytes, Caller], ...]  # (SHA-256 digest, caller)
 _Signature = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
 
 
@@ -52,31 +69,44 @@ def digest(token: str) -> bytes:
 
 def parse(text: str, source: str) -> Entries:
     """The entries of a tokens file's text, or TokensFileError naming every broken line."""
-    entries: list[tuple[bytes, str]] = []
+    entries: list[tuple[bytes, Caller]] = []
     problems: list[str] = []
     seen: dict[bytes, int] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        name, _, hexdigest = (part.strip() for part in line.partition(":"))
         problem = _line_problem(line, seen)
         if problem:
             problems.append(f"{source} line {number}: {problem}")
             continue
+        name, hexdigest, permissions = _fields(line)
         value = bytes.fromhex(hexdigest)
         seen[value] = number
-        entries.append((value, name))
+        entries.append((value, Caller(name, _permissions(permissions))))
     if problems:
         raise TokensFileError(problems)
     return tuple(entries)
 
 
+def _fields(line: str) -> tuple[str, str, str | None]:
+    """A line's name, digest and permissions (None when it names none)."""
+    name, _, rest = line.partition(":")
+    hexdigest, colon, permissions = rest.partition(":")
+    return name.strip(), hexdigest.strip(), permissions.strip() if colon else None
+
+
+def _permissions(field: str | None) -> frozenset[str]:
+    if field is None:
+        return DEFAULT_PERMISSIONS
+    return frozenset(part.strip() for part in field.split(","))
+
+
 def _line_problem(line: str, seen: dict[bytes, int]) -> str | None:
     """The rule a (stripped, comment-free) line breaks, or None."""
-    name, colon, hexdigest = (part.strip() for part in line.partition(":"))
-    if not colon:
-        return "expected NAME:SHA256HEX"
+    if ":" not in line:
+        return f"expected {FORMAT}"
+    name, hexdigest, permissions = _fields(line)
     if not _VALID_NAME(name):
         return NAME_RULE
     if name in RESERVED_NAMES:
@@ -86,6 +116,10 @@ def _line_problem(line: str, seen: dict[bytes, int]) -> str | None:
             "after the colon must come the SHA-256 of the token as 64 hex digits "
             "(never the token itself)"
         )
+    if permissions is not None:
+        unknown = [p.strip() for p in permissions.split(",") if p.strip() not in PERMISSIONS]
+        if unknown or not permissions:
+            return f"permissions are some of {', '.join(PERMISSIONS)}, comma-separated"
     value = bytes.fromhex(hexdigest)
     if value in seen:
         return f"the same token as line {seen[value]}"
@@ -111,7 +145,7 @@ def read_file(path: str) -> Entries:
 
 def describe(entries: Entries) -> str:
     """`3 tokens for 2 callers: a, b`, in words that agree with their numbers."""
-    names = sorted({name for _, name in entries})
+    names = sorted({caller.name for _, caller in entries})
     tokens = "token" if len(entries) == 1 else "tokens"
     callers = "caller" if len(names) == 1 else "callers"
     return f"{len(entries)} {tokens} for {len(names)} {callers}: {', '.join(names)}"
@@ -130,7 +164,12 @@ class TokenFile:
         _log_loaded(path, self._entries)
 
     def caller(self, token: str) -> str | None:
-        """The name of the caller whose token this is, or None.
+        """The name of the caller whose token this is, or None (see `identify`)."""
+        found = self.identify(token)
+        return None if found is None else found.name
+
+    def identify(self, token: str) -> Caller | None:
+        """The caller whose token this is, with the token's permissions, or None.
 
         Constant time in the token: every stored digest is compared (hmac.compare_digest, no early
         exit) with the SHA-256 of the presented token, so neither how close a wrong token is nor
@@ -142,9 +181,9 @@ class TokenFile:
             self.refresh()
         presented = digest(token)
         found = None
-        for stored, name in self._entries:
+        for stored, caller in self._entries:
             if hmac.compare_digest(stored, presented):
-                found = name
+                found = caller
         return found
 
     def refresh(self) -> None:
@@ -176,23 +215,34 @@ def _log_loaded(path: str, entries: Entries) -> None:
         log.info("%s: %s", path, describe(entries))
 
 
-def new_token(name: str) -> tuple[str, str]:
-    """A new random token for `name` and its line for the tokens file."""
+def new_token(name: str, permissions: tuple[str, ...] = ()) -> tuple[str, str]:
+    """A new random token for `name` and its line for the tokens file (with `permissions`,
+    when given; else the line names none and grants `predict`)."""
     if not _VALID_NAME(name) or name in RESERVED_NAMES:
         raise ValueError(f"{name!r}: {NAME_RULE}, and not {' or '.join(sorted(RESERVED_NAMES))}")
+    unknown = sorted(set(permissions) - set(PERMISSIONS))
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: permissions are some of {', '.join(PERMISSIONS)}")
     token = secrets.token_urlsafe(32)
-    return token, f"{name}:{digest(token).hex()}"
+    line = f"{name}:{digest(token).hex()}"
+    if permissions:
+        line += ":" + ",".join(p for p in PERMISSIONS if p in permissions)
+    return token, line
 
 
-USAGE = """usage: python -m webservice.tokens new CALLER    make a token (printed once) and its line
+USAGE = """usage: python -m webservice.tokens new CALLER [PERMISSION,...]
+                  make a token (printed once) and its line; permissions: predict, outcomes,
+                  records (default: predict)
        python -m webservice.tokens check FILE    check a tokens file; exit 1 naming line and rule"""
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("new", "check"):
+    command = argv[0] if argv else ""
+    if not ((command == "check" and len(argv) == 2) or (command == "new" and len(argv) in (2, 3))):
         print(USAGE, file=sys.stderr)
         return 2
-    command, argument = argv
+    argument = argv[1]
+    permissions = tuple(argv[2].split(",")) if len(argv) == 3 else ()
     if command == "check":
         try:
             entries = read_file(argument)
@@ -202,7 +252,7 @@ def main(argv: list[str]) -> int:
         print(f"{argument}: {describe(entries)}")
         return 0
     try:
-        token, line = new_token(argument)
+        token, line = new_token(argument, permissions)
     except ValueError as error:
         print(error, file=sys.stderr)
         return 2

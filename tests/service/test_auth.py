@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[2]
         ("folder", "{dir}/folder: cannot read the tokens file: Is a directory"),
         (
             "alice\nbob\n",
-            "{dir}/tokens line 1: expected NAME:SHA256HEX; {dir}/tokens line 2: expected NAME:",
+            "{dir}/tokens line 1: expected NAME:SHA256HEX[:PERMISSION,...]; {dir}/tokens line 2: "
+            "expected NAME:",
         ),
     ],
     ids=["missing", "a-folder", "broken-lines"],
@@ -89,7 +90,7 @@ def test_tokens_rotate_on_the_real_server_without_a_restart(tmp_path: Path) -> N
         assert process_tree(server.process.pid) == processes, "no worker was restarted"
         assert server.status("/readyz") == 200
         log = server.log.read_text()
-    assert "line 2: expected NAME:SHA256HEX; keeping the previous 1 tokens" in log
+    assert "line 2: expected NAME:SHA256HEX[:PERMISSION,...]; keeping the previous 1 tokens" in log
     for token in (ALICE, BOB):
         assert token not in log
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
 from tests.conftest import ClosingClient
-from tests.helpers import SEED_JSON, log_lines
+from tests.helpers import SEED_JSON, log_lines, problem
 from webservice import create_app
 from webservice.tokens import (
     TokenFile,
@@ -27,6 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ALICE, ALICE_LINE = new_token("alice")
 BOB, BOB_LINE = new_token("bob")
 PROMETHEUS, PROMETHEUS_LINE = new_token("prometheus")
+# A lab that may only send outcomes, and an auditor who may also predict and read records.
+LAB, LAB_LINE = new_token("lab", ("outcomes",))
+AUDITOR, AUDITOR_LINE = new_token("auditor", ("records", "predict"))
 
 
 def write(path: Path, text: str) -> Path:
@@ -40,7 +44,10 @@ def write(path: Path, text: str) -> Path:
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     folder = tmp_path_factory.mktemp("tokens")
-    tokens = write(folder / "tokens", f"# callers\n{ALICE_LINE}\n\n{BOB_LINE}  # bob's service\n")
+    tokens = write(
+        folder / "tokens",
+        f"# callers\n{ALICE_LINE}\n\n{BOB_LINE}  # bob's service\n{LAB_LINE}\n{AUDITOR_LINE}\n",
+    )
     metrics_tokens = write(folder / "metrics-tokens", PROMETHEUS_LINE + "\n")
     application = create_app(
         {"TESTING": True, "TOKENS_FILE": str(tokens), "METRICS_TOKENS_FILE": str(metrics_tokens)}
@@ -249,7 +256,7 @@ def test_without_tokens_the_document_declares_no_security(app: Flask) -> None:
 @pytest.mark.parametrize(
     ("text", "rule"),
     [
-        ("alice", "line 1: expected NAME:SHA256HEX"),
+        ("alice", "line 1: expected NAME:SHA256HEX[:PERMISSION,...]"),
         ("# ok\n\nal ice:" + "0" * 64, "line 3: a caller name is 1 to 64 of"),
         (":" + "0" * 64, "line 1: a caller name is 1 to 64 of"),
         ("x" * 65 + ":" + "0" * 64, "line 1: a caller name is 1 to 64 of"),
@@ -273,14 +280,14 @@ def test_a_broken_line_is_named_with_its_rule(text: str, rule: str) -> None:
 def test_a_caller_may_hold_two_tokens_while_rotating() -> None:
     second = new_token("alice")[1].split(":")[1].upper()  # upper-case hex is fine too
     entries = parse(f"{ALICE_LINE}\nalice:{second}\n", "tokens")
-    assert [name for _, name in entries] == ["alice", "alice"]
+    assert [caller.name for _, caller in entries] == ["alice", "alice"]
 
 
 def test_a_missing_or_broken_file_stops_the_start(tmp_path: Path) -> None:
     with pytest.raises(TokensFileError, match="cannot read the tokens file: No such file"):
         create_app({"TESTING": True, "TOKENS_FILE": str(tmp_path / "absent")})
     broken = write(tmp_path / "tokens", f"{ALICE_LINE}\nbob\n")
-    with pytest.raises(TokensFileError, match="line 2: expected NAME:SHA256HEX"):
+    with pytest.raises(TokensFileError, match=re.escape("line 2: expected NAME:SHA256HEX[:")):
         create_app({"TESTING": True, "TOKENS_FILE": str(broken)})
 
 
@@ -353,7 +360,7 @@ def test_check_names_the_line_and_rule(tmp_path: Path, capsys: pytest.CaptureFix
     assert "2 tokens for 2 callers: alice, bob" in capsys.readouterr().out
     bad = write(tmp_path / "bad", f"{ALICE_LINE}\nbob {BOB}\n")
     assert main(["check", str(bad)]) == 1
-    assert "line 2: expected NAME:SHA256HEX" in capsys.readouterr().err
+    assert "line 2: expected NAME:SHA256HEX[:PERMISSION,...]" in capsys.readouterr().err
 
 
 def test_check_reports_every_bad_line_in_words_that_agree(
@@ -365,7 +372,7 @@ def test_check_reports_every_bad_line_in_words_that_agree(
     bad = write(tmp_path / "bad", f"bob {BOB}\n{ALICE_LINE}\nanonymous:{'0' * 64}\nx:{ALICE}\n")
     assert main(["check", str(bad)]) == 1
     assert capsys.readouterr().err.splitlines() == [
-        f"{bad} line 1: expected NAME:SHA256HEX",
+        f"{bad} line 1: expected NAME:SHA256HEX[:PERMISSION,...]",
         f"{bad} line 3: the caller name 'anonymous' is reserved",
         f"{bad} line 4: after the colon must come the SHA-256 of the token as 64 hex digits "
         "(never the token itself)",
@@ -374,3 +381,61 @@ def test_check_reports_every_bad_line_in_words_that_agree(
     assert capsys.readouterr().err == (
         f"{tmp_path / 'absent'}: cannot read the tokens file: No such file or directory\n"
     )
+
+
+# --- permissions -----------------------------------------------------------------------------
+
+
+def test_lines_name_their_permissions_and_two_field_lines_keep_todays_rights() -> None:
+    assert LAB_LINE.endswith(":outcomes") and AUDITOR_LINE.endswith(":predict,records")
+    entries = dict(parse(f"{ALICE_LINE}\n{LAB_LINE}\n{AUDITOR_LINE}\n", "tokens"))
+    permissions = {caller.name: caller.permissions for caller in entries.values()}
+    assert permissions == {
+        "alice": frozenset({"predict"}),
+        "lab": frozenset({"outcomes"}),
+        "auditor": frozenset({"predict", "records"}),
+    }
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    [":", ":predict,", ":admin", ":predict,everything"],
+    ids=["empty", "trailing", "unknown", "one-unknown"],
+)
+def test_a_permission_outside_the_list_is_a_broken_line(suffix: str) -> None:
+    with pytest.raises(TokensFileError) as raised:
+        parse(ALICE_LINE + suffix, "tokens")
+    assert "tokens line 1: permissions are some of predict, outcomes, records" in str(raised.value)
+
+
+def test_a_token_without_the_permission_is_refused_naming_it(client: FlaskClient) -> None:
+    refused = client.post("/v1/predictions", json=SEED_JSON, headers=bearer(LAB))
+    body = problem(refused, 403)
+    assert body["detail"] == (
+        "The token of lab does not grant the permission predict, which this needs."
+    )
+    assert body["errors"] == {"Authorization": "needs a token with the permission predict"}
+    v2 = client.get("/v2/models/oncology", headers=bearer(LAB))
+    assert v2.status_code == 403 and "permission predict" in v2.get_json()["error"]
+    assert (
+        client.post("/v1/predictions", json=SEED_JSON, headers=bearer(AUDITOR)).status_code == 200
+    )
+
+
+def test_a_refused_callers_name_stays_in_the_log(
+    client: FlaskClient, capfd: pytest.CaptureFixture[str]
+) -> None:
+    capfd.readouterr()
+    client.get("/v1/model", headers=bearer(LAB))
+    records = [r for r in log_lines(capfd.readouterr().out) if r.get("event") == "request"]
+    assert records[-1]["status"] == 403 and records[-1]["caller"] == "lab"
+
+
+def test_new_makes_a_line_with_the_permissions_asked_for(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["new", "lab", "outcomes,records"]) == 0
+    line = capsys.readouterr().out.rstrip().splitlines()[-1].strip()
+    assert line.startswith("lab:") and line.endswith(":outcomes,records")
+    assert main(["new", "lab", "admin"]) == 2
+    assert "permissions are some of predict, outcomes, records" in capsys.readouterr().err
