@@ -84,3 +84,11 @@ def delta(before: dict[str, float], after: dict[str, float], name: str) -> float
 def log_lines(captured: str) -> list[dict[str, Any]]:
     """The JSON lines of captured output; lines end at "\n" only (see `access_records`)."""
     return [json.loads(line) for line in captured.split("\n") if line.startswith("{")]
+
+
+def assert_same_answer(through_lane: Any, through_flask: Any) -> None:
+    """The prediction lane's answer and the flask-restx resource's to the same request: the same
+    status line, Content-Type and JSON."""
+    assert through_lane.status == through_flask.status
+    assert through_lane.headers["Content-Type"] == through_flask.headers["Content-Type"]
+    assert through_lane.get_json() == json.loads(through_flask.get_data())

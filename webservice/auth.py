@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 from webservice.middleware import WSGIApp
 from webservice.observability import CALLER
 from webservice.problems import Problem, send_problem
-from webservice.routes import Access, access, permission
+from webservice.routes import Access, Route, route_of
 from webservice.tokens import TokenFile
 
 REALM = "oncology"
@@ -71,10 +71,11 @@ class BearerAuth:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
-        tokens = self.tokens[access(path)]
+        route = route_of(path)
+        tokens = self.tokens[route.access]
         if tokens is None:
             return self.app(environ, start_response)
-        refusal = _check(environ, tokens, path)
+        refusal = _check(environ, tokens, route)
         if refusal is None:
             return self.app(environ, start_response)
         if refusal.status != 403:  # a 403's caller is known: its name stays in log and metrics
@@ -82,9 +83,9 @@ class BearerAuth:
         return send_problem(refusal, path, start_response)  # {"error": ...} under /v2
 
 
-def _check(environ: dict[str, Any], tokens: TokenFile, path: str) -> Problem | None:
+def _check(environ: dict[str, Any], tokens: TokenFile, route: Route) -> Problem | None:
     """None when the request names a known caller (set in the environ) whose token grants what
-    the path needs, else the refusal."""
+    the route needs, else the refusal."""
     query = environ.get("QUERY_STRING")
     if query and "access_token" in query and "access_token" in parse_qs(query, True):
         return IN_QUERY
@@ -98,10 +99,8 @@ def _check(environ: dict[str, Any], tokens: TokenFile, path: str) -> Problem | N
     if caller is None:
         return INVALID
     environ[CALLER] = caller.name
-    if access(path) == "api":
-        needed = permission(path)
-        if needed not in caller.permissions:
-            return forbidden(caller.name, needed)
+    if route.access == "api" and route.permission not in caller.permissions:
+        return forbidden(caller.name, route.permission)
     return None
 
 

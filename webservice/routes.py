@@ -90,8 +90,3 @@ def endpoint_label(path: str) -> str:
 def access(path: str) -> Access:
     """Which tokens a path needs."""
     return route_of(path).access
-
-
-def permission(path: str) -> str:
-    """What an API caller's token must grant to call a path."""
-    return route_of(path).permission

@@ -29,6 +29,9 @@ from typing import IO, Any
 
 from webservice.config import load_config, startup_problem
 
+# Light: neither Flask, the model nor prometheus-client, which must see its folder set first.
+from webservice.front import UPSTREAM_SOCKET, FrontSettings, nginx_config
+
 NGINX = os.environ.get("ONCOLOGY_NGINX", "nginx")
 GUNICORN_CONFIG = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
 APP = "webservice:create_app()"
@@ -76,7 +79,7 @@ class Launcher:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             signal.signal(signum, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
-        socket = self.run_dir / "gunicorn.sock"
+        socket = self.run_dir / UPSTREAM_SOCKET
         environment = {**os.environ, "BIND": f"unix:{socket}"}
         # Each child in a session of its own: Ctrl-C in a terminal reaches the launcher only,
         # which then stops them in order, as for SIGTERM.
@@ -160,8 +163,6 @@ def open_files_limit() -> int:
 
 def nginx_config_text(run_dir: Path) -> str:
     """nginx.conf for this environment's settings."""
-    from webservice.front import FrontSettings, nginx_config
-
     settings = load_config()
     return nginx_config(
         FrontSettings(

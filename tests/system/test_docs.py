@@ -8,6 +8,7 @@ import http.server
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -66,8 +67,12 @@ def test_every_alerts_runbook_url_resolves_in_the_built_site() -> None:
 @pytest.fixture(scope="module")
 def site_url() -> Iterator[str]:
     """The built site over HTTP on loopback, as `make docs-serve` would show it."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(built_site()))
-    handler.log_message = lambda *args: None  # type: ignore[assignment,method-assign]
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            """No line per request on the test's output."""
+
+    handler = functools.partial(QuietHandler, directory=str(built_site()))
     with threaded_server(handler) as url:
         yield url
 
