@@ -216,7 +216,7 @@ def main() -> int:
         rounds: dict[str, list[dict[str, float]]] = {
             name: [] for name in ("floor", "floor_get", "service", "v2", "auth", "bare", "no_lane")
         }
-        rounds_c1: dict[str, list[dict[str, float]]] = {"floor": [], "service": []}
+        rounds_c1: dict[str, list[dict[str, float]]] = {"floor": [], "service": [], "bare": []}
         # Each ratio pairs runs made close together: the service sits between V2 and tokens on
         # (the tightest targets), the POST floor one run further. Every other round goes in the
         # reverse order, so each pair is timed once in each order and no run always follows the
@@ -236,7 +236,11 @@ def main() -> int:
             # One connection's timings are the most sensitive to anything else running: let the
             # load runs' last work (each worker's metrics flush, once a second) finish first.
             time.sleep(FLUSH_SECONDS + 0.2)
-            pair = [("floor", floor_url), ("service", predict_url)]
+            pair = [
+                ("floor", floor_url),
+                ("service", predict_url),
+                ("bare", f"{bare.url}/v1/predictions"),
+            ]
             for name, url in pair if number % 2 == 0 else pair[::-1]:
                 rounds_c1[name].append(run_wrk(url, single, connections=1, seconds=c1))
         results["rounds_c16"] = rounds
@@ -246,6 +250,7 @@ def main() -> int:
         results["service_auth_c16"] = results.pop("auth_c16")
         results["floor_c1"] = _median(rounds_c1["floor"])
         results["service_c1"] = _median(rounds_c1["service"])
+        results["bare_c1"] = _median(rounds_c1["bare"])
         results["ratios"] = {
             "throughput_ratio": _ratios(rounds["service"], rounds["floor"], "rps"),
             "v2_vs_v1": _ratios(rounds["v2"], rounds["service"], "rps"),
@@ -253,6 +258,8 @@ def main() -> int:
             "front_ratio": _ratios(rounds["service"], rounds["bare"], "rps"),
             "lane_ratio": _ratios(rounds["service"], rounds["no_lane"], "rps"),
             "p50_c1_ratio": _ratios(rounds_c1["service"], rounds_c1["floor"], "p50_ms"),
+            # Not a target: the same ratio on gunicorn alone, to tell the front's hop apart.
+            "p50_c1_bare_ratio": _ratios(rounds_c1["bare"], rounds_c1["floor"], "p50_ms"),
         }
         explain_url = predict_url + "?explain=true"
         results["explain_c16"] = load(service, explain_url, single, args.seconds)
@@ -432,6 +439,7 @@ def report(r: dict[str, Any]) -> None:
         ("service: single prediction, c1", _rps(r["service_c1"]), _latency(r["service_c1"])),
         ("service with bearer tokens on, c16", _rps(r["service_auth_c16"]), ""),
         ("service on gunicorn alone (no front), c16", _rps(r["bare_c16"]), _latency(r["bare_c16"])),
+        ("service on gunicorn alone (no front), c1", _rps(r["bare_c1"]), _latency(r["bare_c1"])),
         (
             "service without the lane (flask-restx), c16",
             _rps(r["no_lane_c16"]),
