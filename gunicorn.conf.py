@@ -57,20 +57,60 @@ def on_starting(server):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
         _own_metrics_dir.append(folder)
     server.log.info("metrics folder %s", folder)
+    _migrate_once(server)
+
+
+def _migrate_once(server):
+    """Migrate the prediction record's database here, once, before the workers start; they then
+    leave it alone (ONCOLOGY_DB_MIGRATE=false in their environment)."""
+    from webservice.config import load_config
+
+    config = load_config()
+    if config["RECORDS"] == "off" or not config["DB_MIGRATE"]:
+        return
+    from webservice.records.store import engine_for, migrate_at_start
+
+    engine = engine_for(config["DATABASE_URL"])
+    if migrate_at_start(engine):
+        server.log.info("prediction record's database at its latest schema")
+    engine.dispose()
+    os.environ["ONCOLOGY_DB_MIGRATE"] = "false"
 
 
 def child_exit(server, worker):
-    """Drop the exited worker's live gauges (its counters stay in the totals)."""
+    """Count what an exited worker answered but never recorded (killed before it could write:
+    see webservice.records.writer), then drop its live gauges (its counters stay in the totals)."""
     from prometheus_client import multiprocess
 
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        from webservice.metrics import RECORDS_LOST
+        from webservice.records.writer import unrecorded
+
+        lost = unrecorded(worker.pid, folder)
+        if lost:
+            RECORDS_LOST.inc(lost)
+            server.log.error(
+                "worker %s stopped without writing %d answered tumors to the prediction record",
+                worker.pid,
+                lost,
+            )
     multiprocess.mark_process_dead(worker.pid)
 
 
+# A graceful stop writes the buffered records within this many seconds (inside graceful_timeout).
+RECORDS_CLOSE_SECONDS = max(1.0, graceful_timeout / 2)
+
+
 def worker_exit(server, worker):
-    """Count this worker's last predictions before it goes (see webservice.metrics)."""
+    """Count this worker's last predictions before it goes (see webservice.metrics), and write
+    its buffered prediction records."""
     from webservice.tally import TALLY
 
     TALLY.flush()
+    service = getattr(worker.wsgi, "extensions", {}).get("oncology")
+    if service is not None and service.recorder is not None:
+        service.recorder.close(RECORDS_CLOSE_SECONDS)
 
 
 def on_exit(server):

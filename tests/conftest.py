@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,15 @@ from flask.testing import FlaskClient
 from oncology_model import Classifier
 from oncology_model.integrity import bundled_artifacts_dir
 from webservice import create_app
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every app and server of the session records into a SQLite file of its own, not into the
+    working directory's (the default of `make run`): set before collection, which creates apps
+    too. A test may set another."""
+    folder = tempfile.mkdtemp(prefix="oncology-test-records-")
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+    os.environ["ONCOLOGY_DATABASE_URL"] = f"sqlite:///{folder}/records.sqlite3"
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +86,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     operation of the lot. (Private: pytest has no public way to set a node id.)
     """
     items.sort(key=lambda item: item.path.name != LONGEST_MODULE)  # stable: otherwise in order
+    # flask-restx lists a path's methods from a set, in an order that differs between processes:
+    # the operations in one order everywhere, as pytest-xdist requires.
+    places = [i for i, item in enumerate(items) if getattr(item, "operation_label", None)]
+    ordered = sorted((items[i] for i in places), key=lambda item: item.operation_label)
+    for place, item in zip(places, ordered, strict=True):
+        items[place] = item
     for item in items:
         label = getattr(item, "operation_label", None)
         if label and item._id.params is None:

@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response
 
 from webservice.jsonbody import body_too_large
 from webservice.problems import PROBLEM_JSON, Problem, as_problem
-from webservice.resources import inference, model, operations, predictions
+from webservice.resources import inference, model, operations, predictions, records
 from webservice.resources.predictions import BATCH_CONSUMES
 from webservice.routes import access
 from webservice.service import Service
@@ -129,8 +129,9 @@ def init_api(
         scheme_of=scheme_of,
     )
     app.config["API_VERSION"] = version
+    app.url_map.converters["prediction_id"] = records.PredictionIdConverter
     predicting = predictions.namespace(max_batch=app.config["MAX_BATCH"], service=service)
-    for namespace in (predicting, model.ns, operations.ns, inference.ns):
+    for namespace in (predicting, records.ns, model.ns, operations.ns, inference.ns):
         api.add_namespace(namespace)
     # Document that errors come as problem+json (the OpenAPI document's "produces").
     api.representations[PROBLEM_JSON] = api.representations["application/json"]

@@ -32,6 +32,22 @@ DEFAULTS: dict[str, Any] = {
     # requests it works on at once (headers read, body or answer under way): 503 beyond.
     "MAX_CONNECTIONS": 4096,
     "MAX_REQUESTS_IN_PROGRESS": 1024,
+    # The prediction record (docs/records.md): on (buffered, the oldest dropped and counted when
+    # the database is unreachable for long), required (fail closed: 503 and unready when the
+    # buffer is full) or off. SQLite in the working directory by default; PostgreSQL with
+    # postgresql+psycopg://user@host/db (the password from a Secret, never a command line).
+    "RECORDS": "on",
+    "DATABASE_URL": "sqlite:///oncology-records.sqlite3",
+    # Migrate the database to the latest schema at start (off when a Job migrates: Kubernetes).
+    "DB_MIGRATE": True,
+    # Which Deployment answers (stable or canary, the pod's track label): recorded per answer.
+    "TRACK": "stable",
+    # Tumors a worker buffers while the database is unreachable, and seconds between writes:
+    # a killed worker loses at most about one interval's answers.
+    "RECORDS_BUFFER": 20_000,
+    "RECORDS_FLUSH_SECONDS": 0.5,
+    # `oncology-db purge` deletes answers older than this (docs/records.md says why).
+    "RETENTION_DAYS": 400,
 }
 
 
@@ -42,6 +58,26 @@ def _boolean(value: str) -> bool:
     if value.lower() in ("0", "false", "no", "off"):
         return False
     raise ValueError(value)
+
+
+def _records_mode(value: str) -> str:
+    if value.lower() not in ("on", "off", "required"):
+        raise ValueError(value)
+    return value.lower()
+
+
+def _positive(parse: Any) -> Any:
+    def positive(value: str) -> Any:
+        number = parse(value)
+        if not number > 0:
+            raise ValueError(value)
+        return number
+
+    return positive
+
+
+_positive_int = _positive(int)
+_positive_float = _positive(float)
 
 
 # Environment variable -> (config key, parser).
@@ -58,11 +94,24 @@ ENVIRONMENT: dict[str, tuple[str, Any]] = {
     "ONCOLOGY_BODY_TIMEOUT": ("BODY_TIMEOUT", int),
     "ONCOLOGY_MAX_CONNECTIONS": ("MAX_CONNECTIONS", int),
     "ONCOLOGY_MAX_REQUESTS_IN_PROGRESS": ("MAX_REQUESTS_IN_PROGRESS", int),
+    "ONCOLOGY_RECORDS": ("RECORDS", _records_mode),
+    "ONCOLOGY_DATABASE_URL": ("DATABASE_URL", str),
+    "ONCOLOGY_DB_MIGRATE": ("DB_MIGRATE", _boolean),
+    "ONCOLOGY_TRACK": ("TRACK", str),
+    "ONCOLOGY_RECORDS_BUFFER": ("RECORDS_BUFFER", _positive_int),
+    "ONCOLOGY_RECORDS_FLUSH_SECONDS": ("RECORDS_FLUSH_SECONDS", _positive_float),
+    "ONCOLOGY_RETENTION_DAYS": ("RETENTION_DAYS", _positive_int),
 }
 
 
 # What each parser takes, for the message when a setting does not parse.
-EXPECTED: dict[Any, str] = {int: "a whole number", _boolean: "true or false"}
+EXPECTED: dict[Any, str] = {
+    int: "a whole number",
+    _boolean: "true or false",
+    _records_mode: "on, off or required",
+    _positive_int: "a whole number above 0",
+    _positive_float: "a number of seconds above 0",
+}
 
 
 def load_config(
@@ -85,7 +134,8 @@ def load_config(
 
 def startup_problem(environ: Mapping[str, str] = os.environ) -> str | None:
     """What stops the service from starting with this environment, in one line (a setting that
-    does not parse, a tokens file that is missing or broken), or None."""
+    does not parse, a tokens file that is missing or broken, a database URL that names no
+    database SQLAlchemy knows), or None."""
     from webservice.tokens import read_file
 
     try:
@@ -95,4 +145,28 @@ def startup_problem(environ: Mapping[str, str] = os.environ) -> str | None:
                 read_file(config[key])
     except ValueError as error:  # TokensFileError is one
         return str(error)
+    if config["RECORDS"] != "off":
+        return database_problem(config["DATABASE_URL"])
+    return None
+
+
+def database_problem(url: str) -> str | None:
+    """Why ONCOLOGY_DATABASE_URL cannot work (shown without its password), or None."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    shown = url.split("@")[-1] if "@" in url else url
+    use = "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as error:
+        return (
+            f"ONCOLOGY_DATABASE_URL (...{shown[-60:]}) is not a database URL SQLAlchemy can use "
+            f"({type(error).__name__}): {use}"
+        )
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        return (
+            f"ONCOLOGY_DATABASE_URL (...{shown[-60:]}) names neither SQLite nor PostgreSQL: {use}"
+        )
     return None

@@ -34,6 +34,7 @@ class PredictionLane:
 
     def __init__(self, app: WSGIApp, service: Service, *, max_bytes: int, max_batch: int) -> None:
         self.app = app
+        self.service = service
         infer = partial(answer_infer, service=service, max_bytes=max_bytes, max_batch=max_batch)
         handlers: dict[str, Callable[[dict[str, Any]], Answer]] = {
             "/v1/predictions": partial(answer_single, service=service, max_bytes=max_bytes),
@@ -67,7 +68,7 @@ class PredictionLane:
             if collecting:
                 gc.enable()
         start_response("200 OK", [("Content-Type", answer.content_type), *_length(answer.body)])
-        record(answer)
+        record(answer, environ, self.service)
         return [answer.body]
 
 

@@ -68,6 +68,41 @@ READY = Gauge(
     multiprocess_mode="livemin",
 )
 
+# The prediction record (`webservice.records.writer`), counted in tumors. Queued is counted as
+# each answer is given, so it outlives a killed worker in the metrics files: queued - written -
+# dropped is what never reached the record, which the gunicorn master counts as lost.
+RECORDS_QUEUED = Counter(
+    "oncology_prediction_records_queued_total", "Answered tumors queued for the prediction record"
+)
+RECORDS_WRITTEN = Counter(
+    "oncology_prediction_records_written_total", "Answered tumors written to the prediction record"
+)
+RECORDS_DROPPED = Counter(
+    "oncology_prediction_records_dropped_total",
+    "Answered tumors not recorded (full: the buffer was full while the database was unreachable, "
+    "the oldest dropped; stopped: still buffered when the worker stopped; rejected: refused by "
+    "the database)",
+    ["reason"],
+)
+RECORDS_LOST = Counter(
+    "oncology_prediction_records_lost_total",
+    "Answered tumors of workers that died without writing them (killed, out of memory)",
+)
+RECORDS_PENDING = Gauge(
+    "oncology_prediction_records_pending",
+    "Answered tumors waiting to be written to the prediction record",
+    multiprocess_mode="livesum",
+)
+RECORDS_WRITE_SECONDS = Histogram(
+    "oncology_prediction_records_write_seconds",
+    "Time to write one group of answers to the prediction record (one transaction)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+RECORDS_WRITE_ERRORS = Counter(
+    "oncology_prediction_records_write_errors_total",
+    "Failed writes to the prediction record (each retried while the records are buffered)",
+)
+
 # The training reference (oncology_model.drift), set once per worker at start. Every worker of a
 # pod holds the same values: "livemostrecent" exports one series per pod, never a sum.
 REFERENCE_FEATURE_RATIO = Gauge(
@@ -94,7 +129,10 @@ REFERENCE_PROBABILITY_BUCKET_RATIO = Gauge(
     multiprocess_mode="livemostrecent",
 )
 
-_KNOWN_FIELDS = frozenset((*FEATURES, "body", "tumors", "rows", "explain", "Content-Type"))
+_KNOWN_FIELDS = frozenset(
+    (*FEATURES, "body", "tumors", "rows", "explain", "Content-Type", "case_references",
+     "Case-Reference", "case_reference")
+)  # fmt: skip
 
 
 def record_batch_size(size: int) -> None:
@@ -108,6 +146,8 @@ def record_rejections(errors: dict[str, str]) -> None:
         field = path.rsplit(".", 1)[-1]
         if field.startswith("tumors["):
             field = "tumors"
+        elif field.startswith("case_references["):
+            field = "case_references"
         elif field.startswith("row "):
             field = "rows"
         REJECTED_VALUES.labels(field if field in _KNOWN_FIELDS else "unknown_field").inc()

@@ -26,23 +26,29 @@ from oncology_model.datamodel import FEATURES, SCORE_RULE, InvalidTumorError
 from oncology_model.validation import validate_flat
 from webservice import metrics
 from webservice.jsonbody import parse_json, read_body
-from webservice.predicting import JSON, Answer, with_model
+from webservice.predicting import JSON, Answer, answering, with_model
 from webservice.problems import Problem
+from webservice.records import ids
 from webservice.service import Service
 
 MODEL_NAME = "oncology"
 INPUT = "tumors"
 PROBABILITY = "malignant_probability"
 LABEL = "label"
+PREDICTION_ID = "prediction_id"
 CONTRIBUTIONS = "contributions"
 DATATYPES = {"INT32": "<i4", "INT64": "<i8", "FP32": "<f4", "FP64": "<f8"}
-DEFAULT_OUTPUTS = (PROBABILITY, LABEL)
+# The prediction ids are an output tensor, not a response parameter: one per row like the other
+# outputs, read the same way by every client (tritonclient's `as_numpy`, kserve's
+# `InferOutput.data`), and asked for or left out like any output.
+DEFAULT_OUTPUTS = (PROBABILITY, LABEL, PREDICTION_ID)
 OUTPUT_METADATA = (
     {"name": PROBABILITY, "datatype": "FP64", "shape": [-1]},
     {"name": LABEL, "datatype": "BYTES", "shape": [-1]},
+    {"name": PREDICTION_ID, "datatype": "BYTES", "shape": [-1]},
     {"name": CONTRIBUTIONS, "datatype": "FP64", "shape": [-1, len(FEATURES)]},
 )
-_OUTPUT_NAMES = (PROBABILITY, LABEL, CONTRIBUTIONS)
+_OUTPUT_NAMES = (PROBABILITY, LABEL, PREDICTION_ID, CONTRIBUTIONS)
 _REQUEST_FIELDS = frozenset(("id", "parameters", "inputs", "outputs", "model_name"))
 _INPUT_FIELDS = frozenset(("name", "shape", "datatype", "parameters", "data"))
 _REQUEST_PARAMETERS = frozenset(("explain", "binary_data_output"))
@@ -74,7 +80,7 @@ def answer_infer(
     model_version: str | None = None,
 ) -> Answer:
     """POST /v2/models/{name}[/versions/{version}]/infer: the JSON inference response."""
-    check_model(service, model_name, model_version)
+    answering(check_model(service, model_name, model_version))
     body = read_body(environ, max_bytes)
     inference = decode(body, environ.get(HEADER_LENGTH), max_batch)
     return encode(inference, service)
@@ -264,6 +270,11 @@ def encode(inference: Inference, service: Service) -> Answer:
         elif name == LABEL:
             labels = [_LABELS[flag] for flag in flags]
             outputs.append({"name": name, "datatype": "BYTES", "shape": [n], "data": labels})
+        elif name == PREDICTION_ID:
+            prediction_ids = ids.ids(observed.id_block, n)
+            outputs.append(
+                {"name": name, "datatype": "BYTES", "shape": [n], "data": prediction_ids}
+            )
         else:
             contributions = service.contributions(rows).ravel().tolist()
             shape = [n, len(FEATURES)]

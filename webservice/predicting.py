@@ -18,7 +18,10 @@ from oncology_model.validation import validate_row, validate_rows
 from webservice.csvbody import CSV_ANSWER, csv_answer, csv_rows, is_csv, wants_csv
 from webservice.jsonbody import read_json
 from webservice.metrics import record_batch_size
+from webservice.observability import ANONYMOUS, CALLER, request_id
 from webservice.problems import Problem
+from webservice.records.outcomes import case_reference_error
+from webservice.records.store import AnswerRecord, now
 from webservice.service import Service
 from webservice.tally import Observed, record_predictions
 
@@ -26,29 +29,52 @@ JSON = "application/json"
 
 
 class Answer(NamedTuple):
-    """A 200 answer: its body and Content-Type, and what the metrics count of its predictions
-    (recorded by the route that sends it, `record`, once the answer is built)."""
+    """A 200 answer: its body and Content-Type, and what the metrics and the prediction record
+    keep of its predictions (recorded by the route that sends it, `record`, once the answer is
+    built), with the clients' case references."""
 
     body: bytes
     content_type: str
     observed: Observed | None = None
+    case_references: list[str | None] | None = None
 
 
-def record(answer: Answer) -> None:
-    """Count an answer's predictions in the metrics: the one place they are recorded."""
-    if answer.observed is not None:
-        record_predictions(answer.observed)
+def record(answer: Answer, environ: dict[str, Any], service: Service) -> None:
+    """Count an answer's predictions in the metrics and queue them for the prediction record:
+    the one place both happen."""
+    observed = answer.observed
+    if observed is None:
+        return
+    record_predictions(observed)
+    if service.recorder is not None:
+        service.recorder.add(
+            AnswerRecord(
+                observed.id_block + "000000",
+                now(),
+                service.model_version,
+                service.track,
+                environ.get(CALLER, ANONYMOUS),
+                request_id.get(),
+                service.threshold,
+                observed.rows,
+                observed.answered,
+                observed.flags,
+                answer.case_references,
+            )
+        )
 
 
 def answer_single(environ: dict[str, Any], service: Service, *, max_bytes: int) -> Answer:
     """POST /v1/predictions: the answer for one tumor, as JSON or, when the client asks for it,
     as a one-row CSV with the batch's columns."""
     explain = explain_requested(environ)
+    reference = header_case_reference(environ)
     rows = [validate_row(read_json(environ, max_bytes))]
-    answers, observed = with_model(service).predictions(rows, explain=explain)
+    answers, observed = answering(service).predictions(rows, explain=explain)
+    references: list[str | None] | None = None if reference is None else [reference]
     if wants_csv(environ):
-        return Answer(csv_answer(answers, explain=explain), CSV_ANSWER, observed)
-    return Answer(orjson.dumps(answers[0]), JSON, observed)
+        return Answer(csv_answer(answers, explain=explain), CSV_ANSWER, observed, references)
+    return Answer(orjson.dumps(answers[0]), JSON, observed, references)
 
 
 def answer_batch(
@@ -58,21 +84,52 @@ def answer_batch(
     CSV (`webservice.csvbody`), given as JSON or, when the client asks for it, as CSV."""
     explain = explain_requested(environ)
     if is_csv(environ):
-        rows = csv_rows(environ, max_bytes, max_batch)
+        rows, references = csv_rows(environ, max_bytes, max_batch)
     else:
-        rows = json_rows(environ, max_bytes, max_batch)
-    answers, observed = with_model(service).predictions(rows, explain=explain)
+        rows, references = json_rows(environ, max_bytes, max_batch)
+    answers, observed = answering(service).predictions(rows, explain=explain)
     if wants_csv(environ):
-        return Answer(csv_answer(answers, explain=explain), CSV_ANSWER, observed)
-    return Answer(orjson.dumps({"predictions": answers}), JSON, observed)
+        return Answer(csv_answer(answers, explain=explain), CSV_ANSWER, observed, references)
+    return Answer(orjson.dumps({"predictions": answers}), JSON, observed, references)
 
 
-def json_rows(environ: dict[str, Any], max_bytes: int, max_batch: int) -> np.ndarray:
-    """The validated rows of a JSON batch body. The parsed tumors are freed on return, before
-    the answers are built: those then reuse the parsed objects' memory."""
-    tumors = batch_items(read_json(environ, max_bytes, csv_too=True), max_batch)
+def json_rows(
+    environ: dict[str, Any], max_bytes: int, max_batch: int
+) -> tuple[np.ndarray, list[str | None] | None]:
+    """The validated rows of a JSON batch body, and its case references. The parsed tumors are
+    freed on return, before the answers are built: those then reuse the parsed objects' memory."""
+    tumors, references = batch_items(read_json(environ, max_bytes, csv_too=True), max_batch)
     record_batch_size(len(tumors))
-    return validate_rows(tumors, "tumors")
+    return validate_rows(tumors, "tumors"), references
+
+
+CASE_REFERENCE_HEADER = "HTTP_CASE_REFERENCE"
+
+
+def header_case_reference(environ: dict[str, Any]) -> str | None:
+    """The single prediction's `Case-Reference` header (a lab's accession number), if sent."""
+    value = environ.get(CASE_REFERENCE_HEADER)
+    if value is None:
+        return None
+    problem = case_reference_error(value)
+    if problem:
+        raise InvalidTumorError({"Case-Reference": problem})
+    return str(value)
+
+
+def answering(service: Service) -> Service:
+    """The Service, when it may answer predictions: a verified model (else 503, `not_loaded`),
+    and, when records are required, room in the record's buffer (else 503)."""
+    with_model(service)
+    if not service.recording:
+        raise Problem(
+            503,
+            "Predictions are on hold: every answer must be recorded (ONCOLOGY_RECORDS=required) "
+            "and the prediction record cannot be written; retry shortly.",
+            kind="records-unavailable",
+            headers={"Retry-After": "5"},
+        )
+    return service
 
 
 def with_model(service: Service) -> Service:
@@ -118,12 +175,18 @@ def explain_requested(environ: dict[str, Any]) -> bool:
     )
 
 
-def batch_items(body: object, max_batch: int) -> list[Any]:
-    """The `tumors` list of a batch body, checking the envelope and the batch size."""
+BATCH_FIELDS = ("tumors", "case_references")
+
+
+def batch_items(body: object, max_batch: int) -> tuple[list[Any], list[str | None] | None]:
+    """The `tumors` list of a batch body and its optional `case_references` (one per tumor,
+    a lab's accession number or null), checking the envelope and the batch size."""
     if not isinstance(body, dict):
         raise InvalidTumorError({"body": "must be a JSON object with the field tumors"})
     errors = {
-        str(name): "is not a batch field; expected only tumors" for name in body if name != "tumors"
+        str(name): "is not a batch field; expected tumors and optionally case_references"
+        for name in body
+        if name not in BATCH_FIELDS
     }
     tumors = body.get("tumors")
     rule = f"must be an array of 1 to {max_batch} tumors"
@@ -133,7 +196,20 @@ def batch_items(body: object, max_batch: int) -> list[Any]:
         errors["tumors"] = rule
     elif not 1 <= len(tumors) <= max_batch:
         errors["tumors"] = f"has {len(tumors)} tumors: {rule}"
+    references = body.get("case_references")
+    if references is not None:
+        if not isinstance(references, list) or (
+            isinstance(tumors, list) and len(references) != len(tumors)
+        ):
+            errors["case_references"] = (
+                "must be an array with one case reference (or null) per tumor"
+            )
+        else:
+            for i, reference in enumerate(references):
+                problem = None if reference is None else case_reference_error(reference)
+                if problem:
+                    errors[f"case_references[{i}]"] = problem
     if errors:
         raise InvalidTumorError(errors)
     assert isinstance(tumors, list)
-    return tumors
+    return tumors, references

@@ -34,6 +34,14 @@ VERSION = MODEL + "/versions/{model_version}"
 ROUTES: tuple[Route, ...] = (
     Route("/v1/predictions", "api", "/v1/predictions", lane=True),
     Route("/v1/predictions/batch", "api", "/v1/predictions/batch", lane=True),
+    Route("/v1/predictions/{prediction_id}", "api", "/v1/predictions/record", permission="records"),
+    Route(
+        "/v1/predictions/{prediction_id}/outcome",
+        "api",
+        "/v1/predictions/outcome",
+        permission="outcomes",
+    ),
+    Route("/v1/outcomes", "api", "/v1/outcomes", permission="outcomes"),
     Route("/v1/model", "api", "/v1/model"),
     Route("/healthz", "open", "/healthz"),
     Route("/readyz", "open", "/readyz"),
@@ -75,7 +83,7 @@ def route_of(path: str) -> Route:
     route = _EXACT.get(path)
     if route is not None:
         return route
-    if path.startswith(("/v2/models/", "/swaggerui/")):
+    if path.startswith(("/v2/models/", "/swaggerui/", "/v1/predictions/")):
         for pattern, candidate in _PATTERNS:
             if pattern.match(path):
                 return candidate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,7 +14,12 @@ from oncology_model.integrity import ONNX_FILE
 from oncology_model.validation import FEW
 from oncology_model.verify import verified_classifier
 from webservice import metrics
+from webservice.records import ids
 from webservice.tally import Observed, Rows
+
+if TYPE_CHECKING:
+    from webservice.records.store import RecordStore
+    from webservice.records.writer import RecordWriter
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,10 @@ class Service:
         self.shutting_down = False
         self.model_version = "none"
         self.artifacts_dir = Path(artifacts_dir) if artifacts_dir else None
+        self.track = "stable"
+        # The prediction record (`webservice.records`), when on: its writer and store.
+        self.recorder: RecordWriter | None = None
+        self.records: RecordStore | None = None
         if load:
             self.load()
 
@@ -75,10 +84,16 @@ class Service:
 
     @property
     def ready(self) -> bool:
-        """Loaded and not shutting down: the load balancer may send new requests.
+        """Loaded, not shutting down, and recording if records are required: the load balancer
+        may send new requests.
 
         Shutting down never refuses a request that reached this worker: those are answered."""
-        return self.loaded and not self.shutting_down
+        return self.loaded and not self.shutting_down and self.recording
+
+    @property
+    def recording(self) -> bool:
+        """False only when records are required and the record's buffer is full."""
+        return self.recorder is None or self.recorder.accepting
 
     @property
     def threshold(self) -> float:
@@ -87,8 +102,9 @@ class Service:
 
     def scores(self, rows: Rows) -> tuple[list[float], list[bool], Observed]:
         """Malignant probabilities (rounded) and diagnoses (True: malignant) of validated rows
-        (NaN = not measured), from one engine call, and what the metrics count of them (the
-        caller records it: the Service has no side effects)."""
+        (NaN = not measured), from one engine call, and what the metrics and the record keep of
+        them, with the answer's prediction-id block (the caller records it: the Service has no
+        side effects)."""
         classifier = self.classifier
         assert classifier is not None, "callers check `loaded` first"
         if (
@@ -100,11 +116,14 @@ class Service:
                 else classifier.malignant_probabilities(rows).tolist()
             )
             flags = list(map(classifier.label, probabilities))
-            return round6(probabilities), flags, Observed(rows, probabilities, flags)
+            answered = round6(probabilities)
+            return answered, flags, Observed(rows, probabilities, flags, ids.new_block(), answered)
         malignant = classifier.malignant_probabilities(rows)
         labels = classifier.labels(malignant)
         # Rounded to 6 decimals: float32 inference carries no more, and answers stay readable.
-        return round6(malignant), labels.tolist(), Observed(rows, malignant, labels)
+        answered = round6(malignant)
+        observed = Observed(rows, malignant, labels, ids.new_block(), answered)
+        return answered, labels.tolist(), observed
 
     def contributions(self, rows: Rows) -> np.ndarray:
         """Each row's per-feature contributions to its malignant probability (rounded), (n, 9)."""
@@ -121,13 +140,20 @@ class Service:
         threshold, version = self.threshold, self.model_version
         answers: list[dict[str, Any]] = [
             {
+                "prediction_id": prediction_id,
                 "prediction": "malignant" if flag else "benign",
                 "probabilities": {"benign": benign, "malignant": p},
                 "threshold": threshold,
                 "imputed": NONE_IMPUTED,
                 "model_version": version,
             }
-            for flag, benign, p in zip(flags, complements6(malignant), malignant, strict=True)
+            for prediction_id, flag, benign, p in zip(
+                ids.ids(observed.id_block, len(flags)),
+                flags,
+                complements6(malignant),
+                malignant,
+                strict=True,
+            )
         ]
         for index, absent in not_measured(rows):
             answers[index]["imputed"] = tuple(

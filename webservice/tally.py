@@ -35,12 +35,16 @@ _Predictions = tuple[Rows, Probabilities, Diagnoses]  # rows, probabilities, dia
 
 
 class Observed(NamedTuple):
-    """What the metrics count of one request's predictions: its rows, their malignant
-    probabilities and diagnoses (`Service.scores` gives it; the request's boundary records it)."""
+    """What the metrics and the record keep of one request's predictions: its rows, their
+    malignant probabilities and diagnoses, the answer's prediction-id block
+    (`webservice.records.ids`) and the probabilities as answered (`Service.scores` gives it; the
+    request's boundary records it)."""
 
     rows: Rows
     malignant: Probabilities
     flags: Diagnoses
+    id_block: str
+    answered: list[float]
 
 
 JOIN_ROWS = 4096
@@ -166,7 +170,7 @@ TALLY = Tally()
 
 def record_predictions(observed: Observed) -> None:
     """Count one answered request's input values, malignant probabilities and diagnoses."""
-    TALLY.add_predictions(*observed)
+    TALLY.add_predictions(observed.rows, observed.malignant, observed.flags)
 
 
 def record_request(endpoint: str, method: str, status: str, seconds: float, caller: str) -> None:

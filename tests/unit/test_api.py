@@ -14,7 +14,14 @@ from flask.testing import FlaskClient
 from oncology_model import Classifier, Prediction, Tumor
 from oncology_model.datamodel import FEATURES
 from oncology_model.integrity import ONNX_FILE
-from tests.helpers import MALIGNANT_JSON, SEED_JSON, assert_same_answer, problem
+from tests.helpers import (
+    MALIGNANT_JSON,
+    PREDICTION_ID,
+    SEED_JSON,
+    assert_same_answer,
+    problem,
+    without_ids,
+)
 from webservice import create_app
 
 
@@ -23,7 +30,10 @@ def test_predict_seed_tumor(client: FlaskClient, classifier: Classifier) -> None
     assert response.status_code == 200
     assert response.content_type == "application/json"
     body = response.get_json()
-    assert set(body) == {"prediction", "probabilities", "threshold", "imputed", "model_version"}
+    assert set(body) == {
+        "prediction_id", "prediction", "probabilities", "threshold", "imputed", "model_version"
+    }  # fmt: skip
+    assert PREDICTION_ID.fullmatch(body["prediction_id"])
     assert body["prediction"] == "benign"
     malignant = classifier.predict_proba(Tumor(**SEED_JSON))[Prediction.MALIGNANT]
     assert body["probabilities"]["malignant"] == pytest.approx(malignant, abs=1e-6)
@@ -78,7 +88,9 @@ def test_batch_answers_in_order(client: FlaskClient) -> None:
     assert [p["prediction"] for p in predictions] == ["benign", "malignant", "benign"]
     assert [p["imputed"] for p in predictions] == [[], [], ["bare_nuclei"]]
     single = client.post("/v1/predictions", json=MALIGNANT_JSON).get_json()
-    assert predictions[1] == single
+    assert without_ids(predictions[1]) == without_ids(single)
+    ids = [p["prediction_id"] for p in predictions]
+    assert ids == sorted(ids) and len(set(ids)) == 3  # in order, each its own
 
 
 @pytest.mark.parametrize("n", [1, 3, 8, 9, 500])
@@ -260,7 +272,7 @@ def test_oversized_batch_is_422(client: FlaskClient) -> None:
 
 def test_unknown_path_is_404_problem(client: FlaskClient) -> None:
     assert "/nowhere" in problem(client.get("/nowhere"), 404)["detail"]
-    problem(client.post("/v1/predictions/nowhere", json=SEED_JSON), 404)
+    problem(client.post("/v1/nowhere", json=SEED_JSON), 404)
 
 
 def test_wrong_method_is_405_problem_with_allow(client: FlaskClient) -> None:
@@ -332,7 +344,7 @@ def test_readyz_after_sigterm_says_shutting_down(app: Any) -> None:
     ("status", "request_args"),
     [
         (404, ("GET", "/nowhere", None, None)),
-        (404, ("POST", "/v1/predictions/nowhere", b"{}", "application/json")),
+        (404, ("POST", "/v1/nowhere", b"{}", "application/json")),
         (405, ("GET", "/v1/predictions", None, None)),
         (405, ("DELETE", "/v1/model", None, None)),
         (413, ("POST", "/v1/predictions", b"{" + b" " * 5000, "application/json")),
@@ -460,8 +472,8 @@ def test_a_single_prediction_answers_csv_when_asked(client: FlaskClient, explain
         json={"tumors": [SEED_JSON]},
         headers=headers,
     )
-    assert response.data == batch.data
-    assert response.data.decode().splitlines()[1].startswith("benign,0.012068,")
+    assert without_ids(response.data) == without_ids(batch.data)
+    assert response.data.decode().splitlines()[1].split(",", 1)[1].startswith("benign,0.012068,")
     plain = client.post(
         path, json=SEED_JSON, headers={"Accept": "text/csv;q=0.5, application/json"}
     )

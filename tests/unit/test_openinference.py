@@ -67,6 +67,7 @@ def test_model_metadata_describes_the_input_and_outputs(
         assert [(o["name"], o["datatype"]) for o in metadata["outputs"]] == [
             ("malignant_probability", "FP64"),
             ("label", "BYTES"),
+            ("prediction_id", "BYTES"),
             ("contributions", "FP64"),
         ]
 
@@ -195,7 +196,7 @@ def test_outputs_selection_and_explain(client: FlaskClient, classifier: Classifi
     explained = outputs(
         infer(client, {"inputs": [tensor(SEED_ROW)], "parameters": {"explain": True}})
     )
-    assert list(explained) == ["malignant_probability", "label", "contributions"]
+    assert list(explained) == ["malignant_probability", "label", "prediction_id", "contributions"]
     assert explained["contributions"]["shape"] == [1, 9]
     native = client.post("/v1/predictions?explain=true", json=SEED_JSON).get_json()
     assert explained["contributions"]["data"] == list(native["contributions"].values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
+from tests.helpers import SEED_JSON
 from webservice.routes import OTHER, ROUTES, access, endpoint_label, route_of
 
 
@@ -15,11 +16,19 @@ def test_the_document_lists_exactly_the_documented_routes(client: FlaskClient) -
 def test_every_route_is_served(client: FlaskClient) -> None:
     """Each route answers something other than 404 at a concrete path of its own."""
     version = client.get("/v1/model").get_json()["version"]
+    prediction_id = client.post("/v1/predictions", json=SEED_JSON).get_json()["prediction_id"]
     for route in ROUTES:
         path = route.path.format(
-            model_name="oncology", model_version=version, asset="swagger-ui-bundle.js"
+            model_name="oncology",
+            model_version=version,
+            asset="swagger-ui-bundle.js",
+            prediction_id=prediction_id,
         )
-        method = "post" if route.lane else "get"
+        method = "get"
+        if route.lane or path == "/v1/outcomes":
+            method = "post"
+        elif path.endswith("/outcome"):
+            method = "put"
         response = getattr(client, method)(path, json={})
         assert response.status_code != 404, (route.path, response.status_code)
 

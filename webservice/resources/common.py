@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import orjson
-from flask import current_app
+from flask import current_app, request
 from flask_restx import Model, Namespace, fields
 from werkzeug.wrappers import Response
 
@@ -69,8 +69,8 @@ def service_with_model() -> Service:
 
 
 def answer_response(answer: Answer) -> Response:
-    """A 200 answer (`webservice.predicting.Answer`), its predictions counted."""
-    record(answer)
+    """A 200 answer (`webservice.predicting.Answer`), its predictions counted and recorded."""
+    record(answer, request.environ, service())
     return Response(answer.body, 200, content_type=answer.content_type)
 
 
