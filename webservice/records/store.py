@@ -16,6 +16,12 @@ from webservice.records.outcomes import Report
 from webservice.records.schema import answers, case_references, outcome_history, outcomes
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# The columns of `RecordStore.export`, one row per tumor.
+EXPORT_COLUMNS = [
+    "prediction_id", "answered_at", "model_version", "track", "caller", "case_reference",
+    *FEATURES, "malignant_probability", "prediction", "threshold", "outcome", "outcome_source",
+    "confirmed_on",
+]  # fmt: skip
 ERASED = 255  # in `scores` and `diagnoses`: the tumor was erased
 _CHUNK = 500  # ids per IN (...) clause
 
