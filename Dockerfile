@@ -82,7 +82,13 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY gunicorn.conf.py ./
 COPY webservice ./webservice
-RUN /opt/venv/bin/python -m compileall -q /app
+# `oncology-db` (migrations, retention, erasure, export: the Kubernetes Jobs run it), and a folder
+# for the prediction record's default SQLite file (mount a volume there to keep it; Kubernetes
+# uses PostgreSQL instead, see k8s/).
+RUN /opt/venv/bin/python -m compileall -q /app \
+    && printf '#!/bin/sh\nexec python -m webservice.records "$@"\n' > /usr/local/bin/oncology-db \
+    && chmod 0755 /usr/local/bin/oncology-db \
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/oncology
 # TMPDIR: nginx's configuration, its temporary files and gunicorn's socket; /dev/shm is what a
 # read-only container (`docker run --read-only`) can still write. Kubernetes mounts a volume.
 ENV PATH=/opt/venv/bin:$PATH \
@@ -90,7 +96,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
     PORT=8080 \
-    TMPDIR=/dev/shm
+    TMPDIR=/dev/shm \
+    PYTHONPATH=/app \
+    ONCOLOGY_DATABASE_URL=sqlite:////var/lib/oncology/records.sqlite3
 USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \

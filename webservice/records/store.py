@@ -42,6 +42,15 @@ class AnswerRecord(NamedTuple):
     case_references: Sequence[str | None] | None = None
 
 
+def with_driver(url: str) -> str:
+    """`postgresql://` and `postgres://` URLs (what CloudNativePG and most providers hand out)
+    through psycopg 3, the driver installed; anything else as it is."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
 def engine_for(url: str) -> sa.Engine:
     """An engine for `url`. SQLite: write-ahead log (readers never wait for the writer, several
     processes share the file), `synchronous=NORMAL` (a commit survives the process's death; the
@@ -63,6 +72,7 @@ def engine_for(url: str) -> sa.Engine:
             cursor.close()
 
         return engine
+    url = with_driver(url)
     connect_args = {"connect_timeout": 5} if url.startswith("postgresql") else {}
     return sa.create_engine(
         url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True
