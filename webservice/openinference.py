@@ -26,7 +26,7 @@ from oncology_model.datamodel import FEATURES, SCORE_RULE, InvalidTumorError
 from oncology_model.validation import validate_flat
 from webservice import metrics
 from webservice.jsonbody import parse_json, read_body
-from webservice.predicting import JSON, Answer, answering, with_model
+from webservice.predicting import JSON, Answer, answering, not_recording, with_model
 from webservice.problems import Problem
 from webservice.records import ids
 from webservice.service import Service
@@ -322,6 +322,8 @@ def model_ready(service: Service) -> dict[str, Any]:
     """GET /v2/models/oncology/ready: 200 when ready, else 503 naming the reason."""
     if service.shutting_down:
         raise Problem(503, "The service is shutting down.", kind="not-ready")
+    if not service.recording:
+        raise not_recording()
     return {"name": MODEL_NAME, "ready": True}
 
 

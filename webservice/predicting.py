@@ -122,14 +122,19 @@ def answering(service: Service) -> Service:
     and, when records are required, room in the record's buffer (else 503)."""
     with_model(service)
     if not service.recording:
-        raise Problem(
-            503,
-            "Predictions are on hold: every answer must be recorded (ONCOLOGY_RECORDS=required) "
-            "and the prediction record cannot be written; retry shortly.",
-            kind="records-unavailable",
-            headers={"Retry-After": "5"},
-        )
+        raise not_recording()
     return service
+
+
+def not_recording() -> Problem:
+    """503: records are required and the record's buffer is full (the database is away)."""
+    return Problem(
+        503,
+        "Predictions are on hold: every answer must be recorded (ONCOLOGY_RECORDS=required) "
+        "and the prediction record cannot be written; retry shortly.",
+        kind="records-unavailable",
+        headers={"Retry-After": "5"},
+    )
 
 
 def with_model(service: Service) -> Service:

@@ -422,6 +422,32 @@ def test_a_token_without_the_permission_is_refused_naming_it(client: FlaskClient
     )
 
 
+def test_predicting_sending_outcomes_and_reading_records_are_separate_permissions(
+    client: FlaskClient,
+) -> None:
+    """alice predicts (two-field line: today's rights), the lab only sends outcomes, the auditor
+    predicts and reads records: each is refused what its token does not grant, by name."""
+    answer = client.post("/v1/predictions", json=SEED_JSON, headers=bearer(ALICE)).get_json()
+    record = f"/v1/predictions/{answer['prediction_id']}"
+    outcome = {"outcome": "benign", "source": "histology"}
+    for token, method, path, body, permission in [
+        (ALICE, "get", record, None, "records"),
+        (ALICE, "delete", record, None, "records"),
+        (ALICE, "put", record + "/outcome", outcome, "outcomes"),
+        (ALICE, "post", "/v1/outcomes", {"outcomes": [outcome]}, "outcomes"),
+        (LAB, "get", record, None, "records"),
+        (AUDITOR, "put", record + "/outcome", outcome, "outcomes"),
+    ]:
+        refused = getattr(client, method)(path, json=body, headers=bearer(token))
+        assert f"the permission {permission}" in problem(refused, 403)["detail"], (method, path)
+    put = client.put(record + "/outcome", json=outcome, headers=bearer(LAB))
+    assert put.status_code == 201
+    read = client.get(record, headers=bearer(AUDITOR))
+    assert read.status_code == 200
+    assert read.get_json()["outcome"]["recorded_by"] == "lab"
+    assert read.get_json()["caller"] == "alice"
+
+
 def test_a_refused_callers_name_stays_in_the_log(
     client: FlaskClient, capfd: pytest.CaptureFixture[str]
 ) -> None:

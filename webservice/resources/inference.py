@@ -22,6 +22,7 @@ from webservice.openinference import (
     model_ready,
     server_metadata,
 )
+from webservice.predicting import not_recording
 from webservice.problems import Problem
 from webservice.resources.common import answer_response, json_response, service
 
@@ -176,6 +177,8 @@ class ServerReady(Resource):
         current = service()
         if current.shutting_down:
             raise Problem(503, "The service is shutting down.", kind="not-ready")
+        if not current.recording:
+            raise not_recording()
         if not current.ready:
             raise Problem(503, f"The model is not loaded: {current.error}", kind="not-ready")
         return json_response({"ready": True})

@@ -9,7 +9,7 @@ from flask_restx import Namespace, Resource, fields
 from werkzeug.wrappers import Response
 
 from webservice.metrics import exposition
-from webservice.predicting import not_loaded
+from webservice.predicting import not_loaded, not_recording
 from webservice.problems import Problem
 from webservice.resources.common import document_errors, json_response, service
 
@@ -48,6 +48,8 @@ class Readiness(Resource):
             raise Problem(
                 503, "The service is shutting down; send requests elsewhere.", kind="shutting-down"
             )
+        if not current.recording:
+            raise not_recording()
         return json_response({"status": "ready", "model_version": current.model_version})
 
 
