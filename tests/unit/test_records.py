@@ -93,19 +93,29 @@ def test_every_route_answers_ids_that_look_up_the_record(client: FlaskClient) ->
     )
     v2 = client.post(
         "/v2/models/oncology/infer",
-        json={"inputs": [{"name": "tumors", "shape": [1, 9], "datatype": "INT32",
-                          "data": list(SEED_JSON.values())}]},
-    )  # fmt: skip
+        json={
+            "inputs": [
+                {
+                    "name": "tumors",
+                    "shape": [1, 9],
+                    "datatype": "INT32",
+                    "data": list(SEED_JSON.values()),
+                }
+            ]
+        },
+    )
     csv_row = next(csv.DictReader(io.StringIO(as_csv.get_data(as_text=True))))
     v2_ids = {o["name"]: o for o in v2.get_json()["outputs"]}["prediction_id"]["data"]
     found = {
         single.get_json()["prediction_id"]: (SEED_JSON, "benign"),
         batch.get_json()["predictions"][0]["prediction_id"]: (SEED_JSON, "benign"),
         batch.get_json()["predictions"][1]["prediction_id"]: (MALIGNANT_JSON, "malignant"),
-        csv_row["prediction_id"]: ({**dict.fromkeys(FEATURES, 10), "bare_nuclei": None},
-                                   "malignant"),
+        csv_row["prediction_id"]: (
+            {**dict.fromkeys(FEATURES, 10), "bare_nuclei": None},
+            "malignant",
+        ),
         v2_ids[0]: (SEED_JSON, "benign"),
-    }  # fmt: skip
+    }
     assert len(found) == 5
     for prediction_id, (tumor, diagnosis) in found.items():
         record = record_of(client, prediction_id)
@@ -139,8 +149,9 @@ def test_case_references_by_header_batch_array_and_csv_column(client: FlaskClien
     )
     header = ",".join(["case_reference", *FEATURES])
     rows = "\n".join(["S26-3," + ",".join(map(str, SEED_JSON.values())).replace("None", "")])
-    as_csv = client.post("/v1/predictions/batch", data=f"{header}\n{rows}\n",
-                         content_type="text/csv")  # fmt: skip
+    as_csv = client.post(
+        "/v1/predictions/batch", data=f"{header}\n{rows}\n", content_type="text/csv"
+    )
     assert single.status_code == batch.status_code == as_csv.status_code == 200
     expected = {
         single.get_json()["prediction_id"]: "S26-1",
@@ -155,17 +166,34 @@ def test_case_references_by_header_batch_array_and_csv_column(client: FlaskClien
 @pytest.mark.parametrize(
     ("request_args", "field"),
     [
-        ({"path": "/v1/predictions", "json": SEED_JSON, "headers": {"Case-Reference": "a b"}},
-         "Case-Reference"),
-        ({"path": "/v1/predictions/batch",
-          "json": {"tumors": [SEED_JSON], "case_references": ["x" * 65]}}, "case_references[0]"),
-        ({"path": "/v1/predictions/batch",
-          "json": {"tumors": [SEED_JSON], "case_references": ["a", "b"]}}, "case_references"),
-        ({"path": "/v1/predictions/batch", "content_type": "text/csv",
-          "data": "case_reference," + ",".join(FEATURES) + "\n<x>," + "1," * 8 + "1\n"},
-         "row 1.case_reference"),
+        (
+            {"path": "/v1/predictions", "json": SEED_JSON, "headers": {"Case-Reference": "a b"}},
+            "Case-Reference",
+        ),
+        (
+            {
+                "path": "/v1/predictions/batch",
+                "json": {"tumors": [SEED_JSON], "case_references": ["x" * 65]},
+            },
+            "case_references[0]",
+        ),
+        (
+            {
+                "path": "/v1/predictions/batch",
+                "json": {"tumors": [SEED_JSON], "case_references": ["a", "b"]},
+            },
+            "case_references",
+        ),
+        (
+            {
+                "path": "/v1/predictions/batch",
+                "content_type": "text/csv",
+                "data": "case_reference," + ",".join(FEATURES) + "\n<x>," + "1," * 8 + "1\n",
+            },
+            "row 1.case_reference",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_bad_case_reference_is_named(
     client: FlaskClient, request_args: dict[str, Any], field: str
 ) -> None:
@@ -230,10 +258,18 @@ def test_unknown_and_malformed_ids_and_outcomes_are_named(client: FlaskClient) -
     path = f"/v1/predictions/{prediction_id}/outcome"
     tomorrow_plus = (dt.date.today() + dt.timedelta(days=3)).isoformat()
     body = problem(
-        client.put(path, json={"outcome": "maybe", "source": "", "confirmed_on": tomorrow_plus,
-                               "corrects": "yes", "note": 1}),
+        client.put(
+            path,
+            json={
+                "outcome": "maybe",
+                "source": "",
+                "confirmed_on": tomorrow_plus,
+                "corrects": "yes",
+                "note": 1,
+            },
+        ),
         422,
-    )  # fmt: skip
+    )
     assert set(body["errors"]) == {"outcome", "source", "confirmed_on", "corrects", "note"}
     assert "benign or malignant" in body["errors"]["outcome"]
     assert "not after today" in body["errors"]["confirmed_on"]
@@ -261,10 +297,13 @@ def test_ten_thousand_outcomes_in_bulk_are_joined_and_answered_per_row(
     assert first.status_code == 201
     unknown = ids.ids(ids.new_block(now_ms=1_700_000_000_000), 1)[0]
     outcomes = [
-        {"prediction_id": pid, "outcome": "benign" if i % 2 == 0 else "malignant",
-         "source": "histology"}
+        {
+            "prediction_id": pid,
+            "outcome": "benign" if i % 2 == 0 else "malignant",
+            "source": "histology",
+        }
         for i, pid in enumerate(predicted[: MAX_BULK - 1])
-    ]  # fmt: skip
+    ]
     outcomes[1]["outcome"] = "benign"  # a malignant answer confirmed benign: a false positive
     outcomes.append({"prediction_id": unknown, **OUTCOME})
     response = client.post("/v1/outcomes", json={"outcomes": outcomes})
@@ -273,14 +312,20 @@ def test_ten_thousand_outcomes_in_bulk_are_joined_and_answered_per_row(
     assert len(body["results"]) == MAX_BULK
     assert [r["row"] for r in body["results"]] == list(range(1, MAX_BULK + 1))
     assert body["results"][0] == {
-        "row": 1, "prediction_id": predicted[0], "status": "conflict",
+        "row": 1,
+        "prediction_id": predicted[0],
+        "status": "conflict",
         "stored_outcome": "malignant",
-    }  # fmt: skip
+    }
     assert body["results"][-1] == {"row": MAX_BULK, "prediction_id": unknown, "status": "unknown"}
     assert body["summary"] == {
-        "applied": MAX_BULK - 2, "unchanged": 0, "corrected": 0, "conflict": 1, "unknown": 1,
+        "applied": MAX_BULK - 2,
+        "unchanged": 0,
+        "corrected": 0,
+        "conflict": 1,
+        "unknown": 1,
         "erased": 0,
-    }  # fmt: skip
+    }
     assert record_of(client, predicted[1])["outcome"]["outcome"] == "benign"
     assert record_of(client, predicted[2])["outcome"]["outcome"] == "benign"
     again = client.post("/v1/outcomes", json={"outcomes": outcomes[1:3]}).get_json()
@@ -309,10 +354,11 @@ def test_bulk_outcomes_as_csv_and_by_case_reference(client: FlaskClient) -> None
     ]
     assert record_of(client, batch[1]["prediction_id"])["outcome"]["confirmed_on"] == "2026-11-30"
     bad = problem(
-        client.post("/v1/outcomes", data="outcome,source,colour\nbenign,x,red\n",
-                    content_type="text/csv"),
+        client.post(
+            "/v1/outcomes", data="outcome,source,colour\nbenign,x,red\n", content_type="text/csv"
+        ),
         422,
-    )  # fmt: skip
+    )
     assert set(bad["errors"]) == {"header.colour"}
     bad = problem(
         client.post("/v1/outcomes", json={"outcomes": [{"outcome": "benign", "source": "x"}]}),
@@ -365,9 +411,17 @@ def an_answer(tumors: int = 1, *, at: dt.datetime | None = None) -> AnswerRecord
     block = ids.new_block()
     rows = np.full((tumors, 9), 3.0)
     return AnswerRecord(
-        ids.first_id(block), at or dt.datetime.now(dt.UTC), "1.0.0", "stable", "test", "req",
-        0.5, rows, [0.25] * tumors, [False] * tumors,
-    )  # fmt: skip
+        ids.first_id(block),
+        at or dt.datetime.now(dt.UTC),
+        "1.0.0",
+        "stable",
+        "test",
+        "req",
+        0.5,
+        rows,
+        [0.25] * tumors,
+        [False] * tumors,
+    )
 
 
 def metric(name: str, labels: str = "") -> float:
@@ -380,8 +434,9 @@ def metric(name: str, labels: str = "") -> float:
 def test_while_the_database_is_away_the_buffer_holds_then_drains(tmp_path: Path) -> None:
     """A SQLite file in a folder that does not exist yet: every write fails until it does."""
     missing = tmp_path / "not-yet"
-    writer = RecordWriter(store_at(missing / "r.sqlite3"), capacity=100, interval=0.02,
-                          required=False)  # fmt: skip
+    writer = RecordWriter(
+        store_at(missing / "r.sqlite3"), capacity=100, interval=0.02, required=False
+    )
     errors_before = metric("oncology_prediction_records_write_errors_total")
     written_before = metric("oncology_prediction_records_written_total")
     for _ in range(10):
@@ -417,9 +472,12 @@ def test_required_records_refuse_predictions_and_readiness_when_the_buffer_is_fu
     tmp_path: Path,
 ) -> None:
     app = make_app(
-        tmp_path, RECORDS="required", RECORDS_BUFFER=3, RECORDS_FLUSH_SECONDS=0.02,
+        tmp_path,
+        RECORDS="required",
+        RECORDS_BUFFER=3,
+        RECORDS_FLUSH_SECONDS=0.02,
         DATABASE_URL=f"sqlite:///{tmp_path / 'away' / 'r.sqlite3'}",
-    )  # fmt: skip
+    )
     client = app.test_client()
     for _ in range(3):
         assert client.post("/v1/predictions", json=SEED_JSON).status_code == 200

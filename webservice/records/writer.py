@@ -7,6 +7,7 @@ What that costs and what it can lose (docs/records.md):
 - A graceful stop (SIGTERM, SIGHUP reload, scale-down) writes everything before the worker exits.
 - A killed worker loses at most what it answered in its last interval plus one write; the master
   counts that loss (`oncology_prediction_records_lost_total`, `unrecorded`) and logs it.
+- A buffer half full is written at once, not at the interval.
 - While the database is unreachable the buffer holds up to `capacity` tumors and the writer
   retries; past that the default drops the oldest (counted), `required` refuses new predictions
   (503, unready) until the database is back and the buffer drains.
@@ -93,6 +94,8 @@ class RecordWriter:
             RECORDS_DROPPED.labels("full").inc(dropped)
         if self._thread is None:
             self._start()
+        elif self._tumors * 2 >= self.capacity and self._failing_since is None:
+            self._wake.set()  # half full: write now rather than at the interval
 
     def flush(self, timeout: float) -> bool:
         """Write everything added so far; False when that did not happen within `timeout`."""
