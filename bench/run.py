@@ -12,7 +12,10 @@
     10,000-tumor batch: parsing its body and serialising its answer with orjson;
 (d) offline: `oncology-predict` on a generated file (`--scoring-rows`, default 1,000,000):
     rows per second and peak RSS;
-optionally (e) Seldon MLServer serving the same scikit-learn model (`--mlserver`).
+(e) the prediction record: the service as served records into SQLite (the default); the same
+    with records off, and recording into a real PostgreSQL on loopback (when Debian's postgresql
+    is installed): single predictions and 10,000-tumor batches;
+optionally (f) Seldon MLServer serving the same scikit-learn model (`--mlserver`).
 
 Throughput rounds alternate floor and service so that the machine's noise hits both alike; the
 figures are medians over the rounds. Targets are ratios measured in this one run (they hold on
@@ -42,6 +45,7 @@ import numpy as np
 from bench.scoring import scoring_benchmark
 from harness.live_server import LiveServer, live_server
 from harness.load import cpu_seconds, need_wrk, process_tree, rss_mb, run_wrk, wrk_script
+from harness.postgres import postgres_bin, running_postgres
 from oncology_model import Classifier, Tumor
 from oncology_model.verify import SEED_TUMOR
 from webservice.tally import FLUSH_SECONDS
@@ -61,6 +65,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "auth_ratio": (">=", 0.95),  # bearer tokens on / off, 16 connections
     "front_ratio": (">=", 0.7),  # single prediction with the front / on gunicorn alone
     "lane_ratio": (">=", 1.1),  # single prediction through the lane / through flask-restx
+    "records_ratio": (">=", 0.85),  # single prediction, recording (SQLite) / records off
+    "batch_10000_records_ratio": ("<=", 1.3),  # 10,000 tumors, recording (SQLite) / records off
     "mlserver_ratio": (">=", 5.0),  # service / MLServer, 16 connections (--mlserver)
     "start_to_ready_s": ("<=", 1.5),
     "worker_rss_mb": ("<=", 150.0),
@@ -194,6 +200,12 @@ def main() -> int:
     }
     print(f"bench: {args.rounds} interleaved rounds of {args.seconds:g} s, {args.workers} workers")
 
+    # Every server records into a fresh SQLite file of the bench's (the default of `make run`),
+    # except the one with records off and the one recording into PostgreSQL.
+    records = OUT / "records.sqlite3"
+    for leftover in OUT.glob("records.sqlite3*"):
+        leftover.unlink()
+    os.environ["ONCOLOGY_DATABASE_URL"] = f"sqlite:///{records}"
     with contextlib.ExitStack() as stack:
         floor = stack.enter_context(
             live_server(logs, workers=args.workers, app="bench.floor:app", ready_path="/")
@@ -208,13 +220,33 @@ def main() -> int:
         no_lane = stack.enter_context(
             live_server(logs, workers=args.workers, env={"ONCOLOGY_PREDICTION_LANE": "false"})
         )
+        records_off = stack.enter_context(
+            live_server(logs, workers=args.workers, env={"ONCOLOGY_RECORDS": "off"})
+        )
+        records_pg = None
+        if postgres_bin() is not None:
+            database = stack.enter_context(running_postgres())
+            records_pg = stack.enter_context(
+                live_server(logs, workers=args.workers, env={"ONCOLOGY_DATABASE_URL": database.url})
+            )
         floor_url = f"{floor.url}/"
         predict_url = f"{service.url}/v1/predictions"
         v2_url = f"{service.url}/v2/models/oncology/infer"
         secured_url = f"{secured.url}/v1/predictions"
         c1 = max(1, min(args.seconds - 1, 5))
         rounds: dict[str, list[dict[str, float]]] = {
-            name: [] for name in ("floor", "floor_get", "service", "v2", "auth", "bare", "no_lane")
+            name: []
+            for name in (
+                "floor",
+                "floor_get",
+                "service",
+                "v2",
+                "auth",
+                "bare",
+                "no_lane",
+                "records_off",
+                *(["records_pg"] if records_pg else []),
+            )
         }
         rounds_c1: dict[str, list[dict[str, float]]] = {"floor": [], "service": [], "bare": []}
         # Each ratio pairs runs made close together: the service sits between V2 and tokens on
@@ -229,7 +261,10 @@ def main() -> int:
             ("auth", secured, secured_url, authorized),
             ("bare", bare, f"{bare.url}/v1/predictions", single),
             ("no_lane", no_lane, f"{no_lane.url}/v1/predictions", single),
+            ("records_off", records_off, f"{records_off.url}/v1/predictions", single),
         ]
+        if records_pg is not None:
+            runs.append(("records_pg", records_pg, f"{records_pg.url}/v1/predictions", single))
         for number in range(args.rounds):
             for name, server, url, script in runs if number % 2 == 0 else runs[::-1]:
                 rounds[name].append(load(server, url, script, args.seconds))
@@ -257,6 +292,7 @@ def main() -> int:
             "auth_ratio": _ratios(rounds["auth"], rounds["service"], "rps"),
             "front_ratio": _ratios(rounds["service"], rounds["bare"], "rps"),
             "lane_ratio": _ratios(rounds["service"], rounds["no_lane"], "rps"),
+            "records_ratio": _ratios(rounds["service"], rounds["records_off"], "rps"),
             "p50_c1_ratio": _ratios(rounds_c1["service"], rounds_c1["floor"], "p50_ms"),
             # Not a target: the same ratio on gunicorn alone, to tell the front's hop apart.
             "p50_c1_bare_ratio": _ratios(rounds_c1["bare"], rounds_c1["floor"], "p50_ms"),
@@ -280,6 +316,29 @@ def main() -> int:
             times.append(duration)
             limits.extend(json_limit_ms(body, answer, repeat=1))
         results["batch_10000_server_ms"] = {"p50": statistics.median(times), "max": max(times)}
+        # The record's cost on a batch: recording (SQLite, and PostgreSQL) against records off,
+        # post by post, alternating, so that a slow spell hits both.
+        batch_times: dict[str, list[float]] = {"sqlite": [], "off": [], "postgres": []}
+        batch_servers = [("sqlite", service), ("off", records_off)]
+        if records_pg is not None:
+            batch_servers.append(("postgres", records_pg))
+        for number in range(15):
+            for name, server in batch_servers if number % 2 == 0 else batch_servers[::-1]:
+                ((duration, _),) = timed_posts(server, "/v1/predictions/batch", body, repeat=1)
+                batch_times[name].append(duration)
+        results["batch_10000_records_ms"] = {
+            name: statistics.median(times) for name, times in batch_times.items() if times
+        }
+        results["ratios"]["batch_10000_records_ratio"] = _spread(
+            [a / b for a, b in zip(batch_times["sqlite"], batch_times["off"], strict=True)]
+        )
+        if records_pg is not None:
+            results["ratios"]["records_pg_ratio"] = _ratios(
+                rounds["records_pg"], rounds["records_off"], "rps"
+            )
+            results["ratios"]["batch_10000_records_pg_ratio"] = _spread(
+                [a / b for a, b in zip(batch_times["postgres"], batch_times["off"], strict=True)]
+            )
         results["batch_10000_json_limit_ms"] = statistics.median(limits)
         results["ratios"]["batch_10000_ratio"] = _spread(
             [server / limit for server, limit in zip(times, limits, strict=True)]
@@ -417,9 +476,17 @@ TARGET_NAMES = {
     "auth_ratio": "tokens on / tokens off, c16 (req/s)",
     "front_ratio": "with the front / gunicorn alone, c16 (req/s)",
     "lane_ratio": "through the lane / through flask-restx, c16 (req/s)",
+    "records_ratio": "recording (SQLite) / records off, c16 (req/s)",
+    "batch_10000_records_ratio": "batch of 10,000 recording (SQLite) / records off (time)",
     "mlserver_ratio": "service / MLServer, c16 (req/s)",
     "start_to_ready_s": "start to ready (s)",
     "worker_rss_mb": "worker RSS (MB)",
+}
+
+
+REPORTED = {
+    "records_pg_ratio": "recording (PostgreSQL) / records off, c16 (req/s)",
+    "batch_10000_records_pg_ratio": "batch of 10,000 recording (PostgreSQL) / off (time)",
 }
 
 
@@ -444,6 +511,27 @@ def report(r: dict[str, Any]) -> None:
             "service without the lane (flask-restx), c16",
             _rps(r["no_lane_c16"]),
             _latency(r["no_lane_c16"]),
+        ),
+        (
+            "service with records off, c16",
+            _rps(r["records_off_c16"]),
+            _latency(r["records_off_c16"]),
+        ),
+        *(
+            [
+                (
+                    "service recording into PostgreSQL, c16",
+                    _rps(r["records_pg_c16"]),
+                    _latency(r["records_pg_c16"]),
+                )
+            ]
+            if "records_pg_c16" in r
+            else []
+        ),
+        (
+            "batch of 10,000, server time: SQLite / off / PostgreSQL",
+            " / ".join(f"{ms:.1f}" for ms in r["batch_10000_records_ms"].values()) + " ms",
+            "",
         ),
         ("server CPU per request, POST floor / service / tokens on", f"{cpu} us", ""),
         ("V2 inference (one row), c16", _rps(r["v2_c16"]), _latency(r["v2_c16"])),
@@ -486,6 +574,11 @@ def report(r: dict[str, Any]) -> None:
             f"  {TARGET_NAMES[key]:<{width}}  {verdict['median']:>7.2f}  (spread {spread:>11})"
             f"  target {verdict['target']:<7}  {'met' if verdict['met'] else 'NOT MET'}"
         )
+    for key, name in REPORTED.items():  # beside the targets, no target of their own
+        if key in r["ratios"]:
+            ratio = r["ratios"][key]
+            spread = f"{ratio['min']:.2f}-{ratio['max']:.2f}"
+            print(f"  {name:<{width}}  {ratio['median']:>7.2f}  (spread {spread:>11})")
     k8s, shapes = r["sizing"]["deployment"], r["sizing"]["shapes"]
     print(
         f"\n  sizing (k8s/: CPU limit {k8s['cpu_limit']:g}, request {k8s['cpu_request']:g}, "

@@ -39,6 +39,8 @@ def test_targets_are_judged_by_their_sense_and_missing_ones_are_left_out() -> No
             "auth_ratio": _spread(0.90, 0.94, 0.99),  # median 0.94 < 0.95
             "front_ratio": _spread(0.95, 1.01, 1.08),
             "lane_ratio": _spread(1.2, 1.3, 1.4),
+            "records_ratio": _spread(0.8, 0.84, 0.9),  # median 0.84 < 0.85
+            "batch_10000_records_ratio": _spread(1.1, 1.2, 1.4),  # median 1.2 <= 1.3
         },
         "start_to_ready_s": 0.4,
         "worker_rss_mb": 151.0,
@@ -55,6 +57,8 @@ def test_targets_are_judged_by_their_sense_and_missing_ones_are_left_out() -> No
         "auth_ratio": False,
         "front_ratio": True,
         "lane_ratio": True,
+        "records_ratio": False,
+        "batch_10000_records_ratio": True,
         "start_to_ready_s": True,
         "worker_rss_mb": False,
     }
