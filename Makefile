@@ -243,12 +243,15 @@ publish: model-version ## Tag and push both images to a registry (make publish r
 	docker push $(registry)/$(training_tag):$(image_version)
 
 .PHONY: deploy
-deploy: ## Roll the Deployment(s) labelled app/team out to $(tag):$(image_version), then wait
+deploy: ## Roll the Deployment(s) labelled app/team out to $(tag):$(image_version) (after migrate-job), then wait
 	kubectl set image deployments -l app=oncology-webservice,team=$(team_label) oncology-webservice=$(tag):$(image_version)
 	kubectl rollout status deployments -l app=oncology-webservice,team=$(team_label) --timeout=5m
+	kubectl set image cronjobs -l $(RECORDS) oncology-db=$(tag):$(image_version)
 
 # Canary and rollback: the Deployments labelled app/team, and track: stable or canary (k8s/).
 ROLLOUT := app=oncology-webservice,team=$(team_label)
+# The prediction record's Jobs (k8s/records/): the purge CronJob follows the stable image.
+RECORDS := app=oncology-records,team=$(team_label)
 # The service container's image in a Deployment, as kubectl's jsonpath reads it.
 SERVICE_IMAGE := {.spec.template.spec.containers[?(@.name=="oncology-webservice")].image}
 # What `make rollback` undoes: the canary, or after a promote `track=stable,canary`.
@@ -264,8 +267,9 @@ promote: ## Roll the stable Deployment out to the image the canary runs, then wa
 	image=$$(kubectl get deployments -l $(ROLLOUT),track=canary \
 		-o jsonpath='{range .items[*]}$(SERVICE_IMAGE){" "}{end}') && \
 	set -- $$image && test $$# = 1 || { echo "want one canary Deployment, found: $$image"; exit 2; } && \
-	kubectl set image deployments -l $(ROLLOUT),track=stable oncology-webservice=$$1
-	kubectl rollout status deployments -l $(ROLLOUT),track=stable --timeout=5m
+	kubectl set image deployments -l $(ROLLOUT),track=stable oncology-webservice=$$1 && \
+	kubectl rollout status deployments -l $(ROLLOUT),track=stable --timeout=5m && \
+	kubectl set image cronjobs -l $(RECORDS) oncology-db=$$1
 
 .PHONY: rollback
 rollback: ## Undo the canary's last rollout (kubectl rollout undo; after a promote: track=stable,canary)
@@ -278,6 +282,23 @@ train-job: ## Run the training Job in the cluster with $(training_tag):$(image_v
 		-f k8s/training/network-policy.yaml
 	kubectl set image --local -f k8s/training/job.yaml training=$(training_tag):$(image_version) -o yaml \
 		| kubectl create -f -
+
+# A JSON patch for the migration Job before it is created: with k8s/components/postgres,
+# job_patch=k8s/components/postgres/database-url.yaml (the database URL from CloudNativePG's Secret).
+job_patch ?=
+
+.PHONY: migrate-job
+migrate-job: ## Migrate the record's database with $(tag):$(image_version) (a Job; before deploy or canary), show its log
+	@job=$$(kubectl set image --local -f k8s/records/migrate-job.yaml oncology-db=$(tag):$(image_version) -o yaml \
+		$(if $(job_patch),| kubectl patch --local -f - --type json --patch-file $(job_patch) -o yaml) \
+		| kubectl create -f - -o name) && \
+	echo "==> $$job: oncology-db upgrade with $(tag):$(image_version); waiting for it to finish" && \
+	for second in $$(seq 0 2 360); do \
+		state=" $$(kubectl get $$job -o 'jsonpath={.status.conditions[?(@.status=="True")].type}') "; \
+		case "$$state" in *" Complete "*|*" Failed "*) break;; esac; sleep 2; done; \
+	kubectl logs $$job; \
+	case "$$state" in *" Complete "*) echo "==> $$job completed";; \
+		*) echo "==> $$job did not complete (conditions:$$state): kubectl describe $$job"; exit 1;; esac
 
 .PHONY: batch-job
 batch-job: ## Score the input volume's cases.csv into the output volume, with $(training_tag):$(image_version)
