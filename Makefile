@@ -93,10 +93,13 @@ $(INSTALLED): $(SERVING)
 
 # Debian packages the service and the tests drive for real, by the executable that shows each is
 # there: nginx (the front the service runs behind), Chromium (browser tests), Prometheus and
-# promtool (monitoring tests), wrk (load in bench and reliability). Installed with apt when
+# promtool (monitoring tests), wrk (load in bench and reliability), PostgreSQL (the prediction
+# record's tests and `make k8s-play`: harness/postgres.py; its server's programs are off PATH, so
+# postgresql-common's pg_lsclusters, which comes with it, shows it). Installed with apt when
 # missing and run as root; tests themselves install nothing.
 NGINX := $(or $(shell command -v nginx 2>/dev/null),/usr/sbin/nginx)
-SYSTEM_PACKAGES := nginx:nginx chromium:chromium prometheus:prometheus promtool:prometheus wrk:wrk
+SYSTEM_PACKAGES := nginx:nginx chromium:chromium prometheus:prometheus promtool:prometheus wrk:wrk \
+	pg_lsclusters:postgresql
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
 $(NGINX):
@@ -106,7 +109,7 @@ $(NGINX):
 	else echo "nginx is needed (the service runs behind it): sudo apt-get install nginx"; exit 2; fi
 
 .PHONY: system-packages
-system-packages: ## Install the Debian packages the tests drive (nginx, chromium, prometheus, wrk) when missing
+system-packages: ## Install the Debian packages the tests drive (nginx, chromium, prometheus, wrk, postgresql) when missing
 	@missing=$$(for pair in $(SYSTEM_PACKAGES); do \
 		command -v "$${pair%%:*}" >/dev/null || echo "$${pair##*:}"; done | sort -u); \
 	if [ -n "$$missing" ]; then \
