@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -51,6 +52,22 @@ def with_driver(url: str) -> str:
     return url
 
 
+def _write_ahead_log(cursor: Any) -> None:
+    """Switch a SQLite file to the write-ahead log (once per file: it stays so). The switch needs
+    the file to itself and SQLite does not wait for it (no busy handler, to avoid deadlocks):
+    another process opening the same new file at once makes it retry a few times."""
+    import sqlite3
+
+    for attempt in range(100):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == 99:
+                raise
+            time.sleep(0.02)
+
+
 def engine_for(url: str) -> sa.Engine:
     """An engine for `url`. SQLite: write-ahead log (readers never wait for the writer, several
     processes share the file), `synchronous=NORMAL` (a commit survives the process's death; the
@@ -62,13 +79,10 @@ def engine_for(url: str) -> sa.Engine:
         @sa.event.listens_for(engine, "connect")
         def _pragmas(connection: Any, _record: Any) -> None:
             cursor = connection.cursor()
-            for pragma in (
-                "journal_mode=WAL",
-                "synchronous=NORMAL",
-                "busy_timeout=10000",
-                "foreign_keys=ON",
-            ):
-                cursor.execute(f"PRAGMA {pragma}")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            _write_ahead_log(cursor)
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
         return engine
