@@ -65,6 +65,17 @@ def native(base: str, rows: np.ndarray) -> tuple[list[float], list[str]]:
     )
 
 
+def on_record(base: str, rows: np.ndarray, prediction_ids: Any) -> None:
+    """The output `prediction_id`, as the client reads it: one id per row, each looking up its
+    record (the first and the last row's)."""
+    texts = [x.decode() if isinstance(x, bytes) else str(x) for x in np.asarray(prediction_ids)]
+    assert len(texts) == len(rows) == len(set(texts)), texts[:3]
+    for prediction_id in (texts[0], texts[-1]):
+        url = f"{base}/v1/predictions/{prediction_id}"
+        with urllib.request.urlopen(url, timeout=30) as response:  # nosec B310: loopback
+            assert json.loads(response.read())["prediction_id"] == prediction_id
+
+
 def same_as_native(base: str, rows: np.ndarray, probability: Any, labels: Any) -> None:
     expected_p, expected_labels = native(base, rows)
     texts = [x.decode() if isinstance(x, bytes) else str(x) for x in np.asarray(labels).ravel()]
@@ -97,6 +108,7 @@ def triton_checks(base: str) -> dict[str, Callable[[], None]]:
         same_as_native(
             base, rows, result.as_numpy("malignant_probability"), result.as_numpy("label")
         )
+        on_record(base, rows, result.as_numpy("prediction_id"))
 
     def malformed() -> None:
         tensor = httpclient.InferInput("tumors", [1, 9], "INT32")
@@ -155,6 +167,7 @@ def kserve_checks(base: str) -> dict[str, Callable[[], None]]:
             outputs["malignant_probability"].as_numpy(),
             outputs["label"].as_numpy(),
         )
+        on_record(base, rows, outputs["prediction_id"].as_numpy())
 
     def malformed() -> None:
         tensor = InferInput("tumors", [1, 8], "INT64", data=[4, 1, 2, 1, 2, 1, 1, 1])
