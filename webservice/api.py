@@ -14,7 +14,7 @@ from webservice.jsonbody import body_too_large
 from webservice.problems import PROBLEM_JSON, Problem, as_problem
 from webservice.resources import inference, model, operations, predictions, records
 from webservice.resources.predictions import BATCH_CONSUMES
-from webservice.routes import access
+from webservice.routes import access, route_of
 from webservice.service import Service
 
 DESCRIPTION = (
@@ -64,6 +64,11 @@ class ProblemApi(Api):
                 if method == "parameters":
                     continue
                 operation["security"] = [{scheme: []}]
+                if scheme == "bearer":
+                    needed = f"Needs a token with the permission `{route_of(path).permission}`."
+                    operation["description"] = " ".join(
+                        filter(None, (operation.get("description"), needed))
+                    )
                 for code, description in REFUSALS.items():
                     operation["responses"].setdefault(
                         code,

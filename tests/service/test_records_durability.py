@@ -295,3 +295,46 @@ def test_the_service_migrates_an_empty_postgres_at_start_and_answers_from_any_wo
         record = json.loads(connection.getresponse().read())
         assert record["case_reference"] == "PG-1" and record["outcome"]["outcome"] == "benign"
         assert ids.parse(prediction_id)
+
+
+@needs_postgres
+def test_postgres_migrates_from_empty_and_from_the_previous_revision_keeping_the_record() -> None:
+    from webservice.records.store import (
+        AnswerRecord,
+        current_revision,
+        downgrade,
+        head_revision,
+        now,
+        upgrade,
+    )
+
+    with running_postgres() as fresh:
+        engine = engine_for(fresh.url)
+        try:
+            assert current_revision(engine) is None
+            upgrade(engine, "0001")
+            block = ids.new_block()
+            answer = AnswerRecord(
+                ids.first_id(block),
+                now(),
+                "1.0.0",
+                "stable",
+                "test",
+                "req",
+                0.5,
+                [[1.0] * 9, [float("nan")] * 9],
+                [0.1, 0.2],
+                [False, False],
+                ["PG-9", None],
+            )
+            RecordStore(engine).write([answer])
+            upgrade(engine)
+            assert current_revision(engine) == head_revision()
+            second = ids.ids(block, 2)[1]
+            record = RecordStore(engine).record(second)
+            assert record is not None and set(record["tumor"].values()) == {None}
+            assert RecordStore(engine).record(ids.first_id(block))["case_reference"] == "PG-9"  # type: ignore[index]
+            downgrade(engine, "base")
+            assert current_revision(engine) is None
+        finally:
+            engine.dispose()

@@ -15,6 +15,7 @@ from openapi_spec_validator import validate
 from tests.conftest import ClosingClient
 from tests.helpers import SEED_JSON, log_lines, problem
 from webservice import create_app
+from webservice.routes import route_of
 from webservice.tokens import (
     TokenFile,
     TokensFileError,
@@ -242,6 +243,18 @@ def test_the_document_declares_the_bearer_scheme_on_protected_operations(
             expected = "metrics_bearer" if path == "/metrics" else "bearer"
             assert operation["security"] == [{expected: []}], (path, method)
             assert operation["responses"]["401"]["schema"] == {"$ref": "#/definitions/Problem"}
+            if expected == "bearer":  # Swagger UI tells which permission the token needs
+                permission = operation["description"].rsplit("the permission ", 1)[1]
+                assert permission == f"`{route_of(path).permission}`.", (path, method)
+    described = {
+        (path, method): operation["description"].rsplit("the permission ", 1)[-1]
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if path.startswith("/v1/") and method != "parameters"
+    }
+    assert described[("/v1/predictions", "post")] == "`predict`."
+    assert described[("/v1/predictions/{prediction_id}", "delete")] == "`records`."
+    assert described[("/v1/outcomes", "post")] == "`outcomes`."
 
 
 def test_without_tokens_the_document_declares_no_security(app: Flask) -> None:
