@@ -271,6 +271,8 @@ def test_dashboard_shows_what_operators_need() -> None:
         "oncology_malignant_probability_bucket",  # probability histogram
         "oncology:feature:psi",  # drift per feature
         "oncology_model_info",  # model version per pod
+        "oncology_prediction_records_dropped_total",  # answers not on record
+        "oncology_prediction_records_pending",  # the record's buffers
     ):
         assert metric in queries, metric
     for panel in dashboard["panels"]:

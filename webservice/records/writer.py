@@ -39,6 +39,7 @@ from webservice.records.store import AnswerRecord, RecordStore
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 5.0  # seconds between retries while the database is unreachable
 MAX_GROUP = 100_000  # tumors per transaction
+DROP_REASONS = ("full", "stopped", "rejected")
 
 
 class RecordWriter:
@@ -63,6 +64,8 @@ class RecordWriter:
         self._thread: threading.Thread | None = None
         self._failing_since: float | None = None
         self._stopping = False
+        for reason in DROP_REASONS:  # every series at zero from the start, for rates and alerts
+            RECORDS_DROPPED.labels(reason)
 
     @property
     def accepting(self) -> bool:
