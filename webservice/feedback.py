@@ -1,8 +1,8 @@
 """Outcomes and records, transport-neutral: look a prediction up, join outcomes to it, erase it.
 
 The flask-restx resources (`webservice.resources.records`) call these. Every failure is a
-`Problem`: 404 when this server keeps no records or has no such prediction, 410 when it was
-erased, 422 naming each bad field, 503 when the database cannot be reached.
+`Problem`: 404 when this server keeps no records, has no such prediction or it was erased, 422
+naming each bad field, 503 when the database cannot be reached.
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def unknown(prediction_id: str) -> Problem:
 
 
 def erased(prediction_id: str) -> Problem:
-    return Problem(410, f"Prediction {prediction_id} was erased.", kind="erased-prediction")
+    """404 (of the kind erased-prediction): it existed, and nothing of it is left to show."""
+    return Problem(404, f"Prediction {prediction_id} was erased.", kind="erased-prediction")
 
 
 def get_record(service: Service, prediction_id: str) -> dict[str, Any]:
@@ -92,8 +93,9 @@ def get_record(service: Service, prediction_id: str) -> dict[str, Any]:
     return found
 
 
-def erase(service: Service, prediction_id: str) -> None:
-    """DELETE /v1/predictions/{id}: erase the prediction's medical data (right to erasure)."""
+def erase(service: Service, prediction_id: str) -> dict[str, str]:
+    """DELETE /v1/predictions/{id}: erase the prediction's medical data (right to erasure);
+    `erased`, or `already erased` when it was (idempotent)."""
     store = store_of(service)
     if ids.parse(prediction_id) is None:
         raise invalid_id(prediction_id)
@@ -101,13 +103,14 @@ def erase(service: Service, prediction_id: str) -> None:
     result = reached(lambda: store.erase(prediction_id))
     if result == "unknown":
         raise unknown(prediction_id)
+    return {"prediction_id": prediction_id, "status": result}
 
 
 def put_outcome(
     service: Service, prediction_id: str, body: object, caller: str
 ) -> tuple[int, dict[str, Any]]:
     """PUT /v1/predictions/{id}/outcome: (201, record) when new, (200, record) when the same
-    again or corrected; 409 when it contradicts the stored one; 404, 410, 422."""
+    again or corrected; 409 when it contradicts the stored one; 404, 422."""
     store = store_of(service)
     if ids.parse(prediction_id) is None:
         raise invalid_id(prediction_id)

@@ -377,10 +377,13 @@ def test_a_prediction_can_be_erased_and_stays_erased(client: FlaskClient) -> Non
     ).get_json()["predictions"]
     gone, kept = answers[0]["prediction_id"], answers[1]["prediction_id"]
     client.put(f"/v1/predictions/{gone}/outcome", json=OUTCOME)
-    assert client.delete(f"/v1/predictions/{gone}").status_code == 204
-    assert client.delete(f"/v1/predictions/{gone}").status_code == 204  # idempotent
-    assert "erased" in problem(client.get(f"/v1/predictions/{gone}"), 410)["detail"]
-    assert problem(client.put(f"/v1/predictions/{gone}/outcome", json=OUTCOME), 410)
+    first = client.delete(f"/v1/predictions/{gone}")
+    assert first.status_code == 200 and first.get_json()["status"] == "erased"
+    again = client.delete(f"/v1/predictions/{gone}")  # idempotent
+    assert again.status_code == 200 and again.get_json()["status"] == "already erased"
+    body = problem(client.get(f"/v1/predictions/{gone}"), 404)
+    assert body["detail"].endswith("was erased.") and body["type"].endswith("erased-prediction")
+    assert problem(client.put(f"/v1/predictions/{gone}/outcome", json=OUTCOME), 404)
     assert record_of(client, kept)["tumor"] == MALIGNANT_JSON  # its neighbour is untouched
     by_case = client.post(
         "/v1/outcomes", json={"outcomes": [{"case_reference": "E-1", **OUTCOME}]}

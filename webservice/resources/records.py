@@ -36,6 +36,15 @@ class NullableDate(fields.Date):
         return {**super().schema(), "x-nullable": True}
 
 
+class NullableNested(fields.Nested):
+    """A nested object that may be null: `x-nullable` beside an `allOf` of the reference (a
+    JSON Schema `$ref` ignores its siblings)."""
+
+    def schema(self) -> dict[str, Any]:
+        reference = {"$ref": f"#/definitions/{self.nested.name}"}
+        return {"allOf": [reference], "x-nullable": True, "description": self.description}
+
+
 ns = Namespace(
     "records",
     path="/v1",
@@ -88,7 +97,7 @@ record_model = ns.model(
         "track": fields.String(required=True, description="stable or canary: which answered"),
         "caller": fields.String(required=True, description="The token's name, or anonymous"),
         "request_id": fields.String(required=True),
-        "case_reference": fields.String(
+        "case_reference": NullableString(
             description=f"The client's case reference, if sent: {CASE_REFERENCE_RULE}"
         ),
         "tumor": fields.Raw(
@@ -99,7 +108,7 @@ record_model = ns.model(
         "prediction": fields.String(required=True, enum=list(OUTCOMES)),
         "probabilities": fields.Raw(required=True, example={"benign": 0.9, "malignant": 0.1}),
         "threshold": fields.Float(required=True),
-        "outcome": fields.Nested(stored_outcome_model, allow_null=True),
+        "outcome": NullableNested(stored_outcome_model, description="null until one is sent"),
         "history": fields.List(
             fields.Nested(history_model),
             required=True,
@@ -119,7 +128,9 @@ bulk_item_model = ns.clone(
     outcome_model,
     {
         "prediction_id": NullableString(
-            description="The prediction, or else case_reference", pattern=ID_PATTERN
+            description="The prediction, or else case_reference",
+            pattern=ID_PATTERN,
+            example="01a2444d-8537-7449-bb4d-4979d0000000",
         ),
         "case_reference": NullableString(
             description="Every prediction with this case reference", pattern=CASE_PATTERN
@@ -153,6 +164,14 @@ bulk_answer_model = ns.model(
     },
 )
 
+erased_model = ns.model(
+    "Erased",
+    {
+        "prediction_id": fields.String(required=True),
+        "status": fields.String(required=True, enum=["erased", "already erased"]),
+    },
+)
+
 ID_PARAM = {
     "prediction_id": {
         "description": "A prediction id, as answered (a UUIDv7)",
@@ -160,8 +179,8 @@ ID_PARAM = {
     }
 }
 RECORD_ERRORS = {
-    404: "No such prediction, or this server keeps no records (ONCOLOGY_RECORDS=off)",
-    410: "The prediction was erased",
+    404: "No such prediction, one that was erased (`erased-prediction`), or this server keeps "
+    "no records (ONCOLOGY_RECORDS=off)",
     409: "The outcome contradicts the stored one (send corrects: true to replace it)",
     422: "A bad prediction id or outcome field (`errors` names each)",
     503: "The database cannot be reached (retry; see Retry-After)",
@@ -196,18 +215,21 @@ class PredictionIdConverter(BaseConverter):
 class PredictionRecord(Resource):
     @ns.doc("get_prediction_record")
     @ns.response(200, "The record, with its outcome and history", record_model)
-    @_errors(404, 410, 422, 503)
+    @_errors(404, 422, 503)
     def get(self, prediction_id: str) -> Any:
         """A prediction's record: what was asked, answered, by whom, and its outcome (audit)."""
         return json_response(feedback.get_record(service(), prediction_id))
 
     @ns.doc("erase_prediction_record")
-    @ns.response(204, "Erased: its scores, probability, diagnosis, case reference and outcomes")
+    @ns.response(
+        200,
+        "Its scores, probability, diagnosis, case reference and outcomes are gone",
+        erased_model,
+    )
     @_errors(404, 422, 503)
     def delete(self, prediction_id: str) -> Any:
         """Erase a prediction's medical data (the right to erasure); idempotent."""
-        feedback.erase(service(), prediction_id)
-        return Response(status=204)
+        return json_response(feedback.erase(service(), prediction_id))
 
 
 @ns.route("/predictions/<prediction_id:prediction_id>/outcome")
@@ -217,7 +239,7 @@ class PredictionOutcome(Resource):
     @ns.expect(outcome_model)
     @ns.response(201, "Applied: the prediction had no outcome", put_answer_model)
     @ns.response(200, "The same outcome again (unchanged), or a correction", put_answer_model)
-    @_errors(404, 409, 410, 422, 503)
+    @_errors(404, 409, 422, 503)
     @document_errors(ns, 413, 415)
     def put(self, prediction_id: str) -> Any:
         """Send a prediction's confirmed outcome (e.g. histology)."""
