@@ -8,6 +8,7 @@ naming each bad field, 503 when the database cannot be reached.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import logging
 import time
@@ -159,6 +160,45 @@ def post_outcomes(
     for result in results:
         summary[result["status"]] += 1
     return {"summary": summary, "results": results}
+
+
+QUALITY_FILTERS = ("since", "until", "model_version", "track")
+
+
+def get_quality(service: Service, query: dict[str, str]) -> dict[str, Any]:
+    """GET /v1/quality: realized and estimated quality per model version and track, over a
+    window (`since`, `until`: YYYY-MM-DD, UTC), beside the served model card's cross-validation
+    figures."""
+    from webservice.records.quality import Window, quality
+
+    store = store_of(service)
+    errors = {
+        name: f"is not a filter of quality; use {', '.join(QUALITY_FILTERS)}"
+        for name in query
+        if name not in QUALITY_FILTERS
+    }
+    days: dict[str, dt.datetime | None] = {}
+    for name in ("since", "until"):
+        text = query.get(name)
+        days[name] = None
+        if text is not None:
+            try:
+                day = dt.date.fromisoformat(text)
+                if len(text) != 10:
+                    raise ValueError(text)
+                days[name] = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+            except ValueError:
+                errors[name] = f"{text[:20]!r} must be a date YYYY-MM-DD (UTC)"
+    if errors:
+        raise Problem(
+            422, "A filter of quality is not valid.", errors, kind="invalid-query-parameter"
+        )
+    window = Window(days["since"], days["until"], query.get("model_version"), query.get("track"))
+    settle(service, [])  # this worker's answers of the last moments count too
+    validation = None
+    if service.loaded:
+        validation = {service.model_version: service.card["cross_validation"]["metrics"]}
+    return reached(lambda: quality(store, window, validation=validation))
 
 
 CSV_COLUMNS = ("prediction_id", "case_reference", "outcome", "source", "confirmed_on", "corrects")

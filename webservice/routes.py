@@ -42,6 +42,7 @@ ROUTES: tuple[Route, ...] = (
         permission="outcomes",
     ),
     Route("/v1/outcomes", "api", "/v1/outcomes", permission="outcomes"),
+    Route("/v1/quality", "api", "/v1/quality", permission="records"),
     Route("/v1/model", "api", "/v1/model"),
     Route("/healthz", "open", "/healthz"),
     Route("/readyz", "open", "/readyz"),

@@ -38,6 +38,7 @@ def test_every_endpoint_is_documented(client: FlaskClient) -> None:
         "/v1/predictions/{prediction_id}",
         "/v1/predictions/{prediction_id}/outcome",
         "/v1/outcomes",
+        "/v1/quality",
         "/v1/model",
         "/healthz",
         "/readyz",

@@ -251,6 +251,40 @@ class PredictionOutcome(Resource):
         )
 
 
+@ns.route("/quality")
+class Quality(Resource):
+    @ns.doc(
+        "get_quality",
+        params={
+            "since": {
+                "in": "query",
+                "type": "string",
+                "format": "date",
+                "description": "answered on or after this day (UTC)",
+            },
+            "until": {
+                "in": "query",
+                "type": "string",
+                "format": "date",
+                "description": "answered before this day (UTC)",
+            },
+            "model_version": {"in": "query", "type": "string"},
+            "track": {"in": "query", "type": "string", "description": "stable or canary"},
+        },
+        description="Per model version and track: answers and confirmed outcomes per predicted "
+        "class, the confusion counts, sensitivity, specificity, PPV and NPV with 95 % Wilson "
+        "intervals, the Brier score and a calibration table (realized), the same figures "
+        "estimated from every answer's probability (CBPE: calibration assumed), a warning when "
+        "benign answers are confirmed much less often than malignant ones (verification bias), "
+        "and the served model card's cross-validation figures.",
+    )
+    @ns.response(200, "The quality report")
+    @_errors(404, 422, 503)
+    def get(self) -> Any:
+        """Is it right? Realized and estimated quality per model version and track."""
+        return json_response(feedback.get_quality(service(), request.args.to_dict()))
+
+
 @ns.route("/outcomes")
 class Outcomes(Resource):
     @ns.doc(
