@@ -87,7 +87,9 @@ COPY webservice ./webservice
 # uses PostgreSQL instead, see k8s/).
 RUN /opt/venv/bin/python -m compileall -q /app \
     && printf '#!/bin/sh\nexec python -m webservice.records "$@"\n' > /usr/local/bin/oncology-db \
-    && chmod 0755 /usr/local/bin/oncology-db \
+    && printf '#!/bin/sh\nexec python -m webservice.records.quality_cli "$@"\n' \
+        > /usr/local/bin/oncology-quality \
+    && chmod 0755 /usr/local/bin/oncology-db /usr/local/bin/oncology-quality \
     && install -d -o 10001 -g 10001 -m 0750 /var/lib/oncology
 # TMPDIR: nginx's configuration, its temporary files and gunicorn's socket; /dev/shm is what a
 # read-only container (`docker run --read-only`) can still write. Kubernetes mounts a volume.

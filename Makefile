@@ -265,8 +265,15 @@ canary: model-version ## Roll the canary Deployment (one pod) out to $(tag):$(im
 	kubectl set image deployments -l $(ROLLOUT),track=canary oncology-webservice=$(tag):$(image_version)
 	kubectl rollout status deployments -l $(ROLLOUT),track=canary --timeout=5m
 
+# The canary judged on confirmed outcomes (docs/quality.md), in a stable pod, which reads the
+# record: since=YYYY-MM-DD (the canary's start) counts only answers from then on.
+since ?=
+.PHONY: canary-verdict
+canary-verdict: ## The canary judged on outcomes: PROMOTE (exit 0), WAIT (3) or ROLL BACK (4) [since=DAY]
+	kubectl exec deployment/oncology-webservice -c oncology-webservice -- oncology-quality compare --candidate canary --baseline stable$(if $(since), --since $(since))
+
 .PHONY: promote
-promote: ## Roll the stable Deployment out to the image the canary runs, then wait
+promote: $(if $(force),,canary-verdict) ## Roll the stable Deployment out to the canary's image, once canary-verdict says PROMOTE (force=1 skips it), then wait
 	image=$$(kubectl get deployments -l $(ROLLOUT),track=canary \
 		-o jsonpath='{range .items[*]}$(SERVICE_IMAGE){" "}{end}') && \
 	set -- $$image && test $$# = 1 || { echo "want one canary Deployment, found: $$image"; exit 2; } && \

@@ -389,7 +389,12 @@ def test_make_canary_rolls_out_only_the_canary_to_the_model_tag(
 def test_make_promote_gives_the_stable_deployment_the_canarys_image(
     documents: list[dict[str, Any]],
 ) -> None:
-    output = make_dry_run("promote")
+    verdict, output = make_dry_run("promote").split("\n", 1)
+    # Only once the canary's verdict on outcomes says PROMOTE (exit 0), unless forced.
+    assert verdict.startswith("kubectl exec deployment/oncology-webservice")
+    assert verdict.endswith("oncology-quality compare --candidate canary --baseline stable")
+    assert make_dry_run("promote", "force=1").splitlines()[0] == output.splitlines()[0]
+    assert "--since 2026-12-01" in make_dry_run("canary-verdict", "since=2026-12-01")
     read = output.split("\n", 1)[0]
     rollout = next(line for line in output.splitlines() if line.startswith("kubectl rollout"))
     assert selected_deployments(read, documents) == {CANARY}
@@ -628,7 +633,7 @@ def test_make_deploy_and_promote_move_the_purge_cronjob_with_the_stable_image(
 ) -> None:
     cronjob = purge_cronjob(documents)
     deploy = make_dry_run("deploy", "tag=reg/onc", "image_version=2.0.1").splitlines()
-    promote = make_dry_run("promote").splitlines()
+    promote = make_dry_run("promote", "force=1").splitlines()
     for command, image in ((deploy[-1], "reg/onc:2.0.1"), (promote[-1], "$1")):
         match = re.fullmatch(r"kubectl set image cronjobs -l (\S+) oncology-db=(\S+)", command)
         assert match, command
