@@ -17,6 +17,7 @@ from webservice.middleware import WSGIApp
 from webservice.observability import Observability, configure_logging
 from webservice.problems import STATUS_LINES
 from webservice.service import Service
+from webservice.tally import TALLY
 from webservice.tokens import TokenFile
 
 
@@ -48,6 +49,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     metrics_tokens = _tokens(settings["METRICS_TOKENS_FILE"])
     service = Service(artifacts_dir=settings["ARTIFACTS_DIR"])
     service.track = settings["TRACK"]
+    TALLY.set_model(service.model_version, service.track)
     init_records(service, settings)
     app.extensions["oncology"] = service
     init_api(

@@ -20,10 +20,11 @@ import sqlalchemy as sa
 
 from webservice.csvbody import is_csv
 from webservice.jsonbody import read_body, read_json
+from webservice.metrics import record_confirmed
 from webservice.problems import Problem
 from webservice.records import ids
 from webservice.records.outcomes import InvalidOutcomeError, report, reports
-from webservice.records.store import Erased, RecordStore
+from webservice.records.store import Change, Erased, RecordStore
 from webservice.service import Service
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,9 @@ def put_outcome(
         raise invalid_id(prediction_id)
     outcome = validated(lambda: report(body, prediction_id=prediction_id))
     settle(service, [prediction_id])
-    (result,) = reached(lambda: store.apply_outcomes([outcome], by=caller))
+    changes: list[Change] = []
+    (result,) = reached(lambda: store.apply_outcomes([outcome], by=caller, changes=changes))
+    record_confirmed(changes)
     status = result["status"]
     if status == "unknown":
         raise unknown(prediction_id)
@@ -155,7 +158,9 @@ def post_outcomes(
         items = body["outcomes"]
     outcomes = validated(lambda: reports(items))
     settle(service, [o.prediction_id for o in outcomes if o.prediction_id])  # case references too
-    results = reached(lambda: store.apply_outcomes(outcomes, by=caller))
+    changes: list[Change] = []
+    results = reached(lambda: store.apply_outcomes(outcomes, by=caller, changes=changes))
+    record_confirmed(changes)
     summary = dict.fromkeys(STATUSES, 0)
     for result in results:
         summary[result["status"]] += 1

@@ -10,6 +10,7 @@ used. Label values are always from a fixed set, never from the client, so series
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import choose_encoder
@@ -102,6 +103,48 @@ RECORDS_WRITE_ERRORS = Counter(
     "oncology_prediction_records_write_errors_total",
     "Failed writes to the prediction record (each retried while the records are buffered)",
 )
+
+# Is it right? (`webservice.records.quality`, docs/quality.md): confirmed cases counted as their
+# outcomes arrive, a correction taking its earlier cell back; and every answer's expected cases
+# (CBPE: its malignant probability as the chance it is malignant), counted as it is answered.
+QUALITY_LABELS = ["model_version", "track", "predicted", "outcome"]
+CONFIRMED_CASES = Counter(
+    "oncology_confirmed_cases",
+    "Confirmed outcomes joined to answers, by the answer's model version, track and diagnosis",
+    QUALITY_LABELS,
+)
+RETRACTED_CASES = Counter(
+    "oncology_retracted_cases",
+    "Confirmed outcomes replaced by a correction (subtract from oncology_confirmed_cases_total)",
+    QUALITY_LABELS,
+)
+EXPECTED_CASES = Counter(
+    "oncology_expected_cases",
+    "Answers' expected confirmed cases: sums of malignant probabilities (outcome=malignant) and "
+    "of their complements (benign), by diagnosis (CBPE; assumes calibration)",
+    QUALITY_LABELS,
+)
+MODEL_VALIDATION = Gauge(
+    "oncology_model_validation",
+    "The served model card's cross-validation figure (mean over the folds)",
+    ["model_version", "figure"],
+    multiprocess_mode="livemostrecent",
+)
+
+
+def record_confirmed(changes: list[Any]) -> None:
+    """Count confirmed cases as outcomes are applied or corrected (`store.Change`)."""
+    for change in changes:
+        labels = (change.model_version, change.track, change.predicted)
+        CONFIRMED_CASES.labels(*labels, change.outcome).inc()
+        if change.replaced is not None:
+            RETRACTED_CASES.labels(*labels, change.replaced).inc()
+
+
+def record_validation(version: str, cross_validation: dict[str, Any]) -> None:
+    for figure in ("sensitivity", "specificity"):
+        MODEL_VALIDATION.labels(version, figure).set(cross_validation[figure]["mean"])
+
 
 # The training reference (oncology_model.drift), set once per worker at start. Every worker of a
 # pod holds the same values: "livemostrecent" exports one series per pod, never a sum.

@@ -68,6 +68,7 @@ class Service:
         self.model_version = classifier.model_version
         self.card = model_card(classifier.metadata)
         metrics.record_model(self.model_version, self.card["artifacts"][ONNX_FILE])
+        metrics.record_validation(self.model_version, self.card["cross_validation"]["metrics"])
         metrics.record_ready(True)
         reference = classifier.drift_reference
         if reference is None or not metrics.record_reference(reference):

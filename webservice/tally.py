@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from prometheus_client import Histogram
@@ -14,6 +14,7 @@ from prometheus_client import Histogram
 from oncology_model.datamodel import FEATURES
 from oncology_model.drift import VALUE_LABELS
 from webservice.metrics import (
+    EXPECTED_CASES,
     FEATURE_VALUES,
     LATENCY,
     MALIGNANT_PROBABILITY,
@@ -96,6 +97,15 @@ class Tally:
             FEATURE_VALUES.labels(f, v) for f in FEATURES for v in VALUE_LABELS
         ]
         self._class_children = (PREDICTIONS.labels("benign"), PREDICTIONS.labels("malignant"))
+        self._expected_children: list[Any] | None = None  # once the model is known
+
+    def set_model(self, model_version: str, track: str) -> None:
+        """Label the expected cases (CBPE) with the served model and track, from zero."""
+        self._expected_children = [
+            EXPECTED_CASES.labels(model_version, track, predicted, outcome)
+            for predicted in ("benign", "malignant")
+            for outcome in ("benign", "malignant")
+        ]
 
     def add_predictions(self, rows: Rows, malignant: Probabilities, flags: Diagnoses) -> None:
         """Queue one request's rows (NaN = null), malignant probabilities and diagnoses."""
@@ -141,8 +151,18 @@ class Tally:
     def _count_predictions(self, pending: list[_Predictions]) -> None:
         n_malignant = 0
         cell_counts = np.zeros(len(self._feature_children), dtype=np.int64)
+        expected = np.zeros(4)  # (predicted, outcome): bb, bm, mb, mm
         for rows, malignant, flags in _joined(pending):
             n_malignant += int(np.count_nonzero(flags))
+            p = np.asarray(malignant, dtype=np.float64)
+            called = np.asarray(flags, dtype=bool)
+            on_called, on_others = float(p[called].sum()), float(p[~called].sum())
+            expected += (
+                (~called).sum() - on_others,
+                on_others,
+                called.sum() - on_called,
+                on_called,
+            )
             _observe_many(MALIGNANT_PROBABILITY, np.asarray(malignant, dtype=np.float64))
             cells = np.where(np.isnan(rows), 0, rows).astype(np.intp) + _FEATURE_OFFSETS
             cell_counts += np.bincount(cells.ravel(), minlength=len(cell_counts))
@@ -153,6 +173,10 @@ class Tally:
             self._class_children[0].inc(n_total - n_malignant)
         for cell in np.flatnonzero(cell_counts).tolist():
             self._feature_children[cell].inc(int(cell_counts[cell]))
+        if self._expected_children is not None:
+            for child, value in zip(self._expected_children, expected.tolist(), strict=True):
+                if value:
+                    child.inc(value)
 
     def _start_flusher(self) -> None:
         # Started on first use, so in each gunicorn worker after the fork, never in the master.

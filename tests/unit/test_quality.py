@@ -16,7 +16,7 @@ from scipy.stats import binomtest
 
 from oncology_model.dataset import load_dataset
 from tests.conftest import ClosingClient
-from tests.helpers import problem
+from tests.helpers import delta, problem, scrape
 from webservice import create_app
 from webservice.records import ids, quality_cli
 from webservice.records.quality import (
@@ -75,6 +75,7 @@ def test_the_699_bundled_cases_with_their_classes_give_the_confusion_counts_comp
     client: FlaskClient,
 ) -> None:
     data = load_dataset()
+    before = scrape(client)
     answers = client.post(
         "/v1/predictions/batch",
         json={"tumors": as_tumors(data.X), "case_references": [str(s) for s in data.sample_ids]},
@@ -123,6 +124,27 @@ def test_the_699_bundled_cases_with_their_classes_give_the_confusion_counts_comp
     assert expected["fn"] == pytest.approx(float(probability[~predicted].sum()))
     assert expected["tn"] == pytest.approx(float((1 - probability[~predicted]).sum()))
     assert group["validation"]["sensitivity"]["mean"] > 0.9  # the model card's, beside it
+    # The same in the metrics: confirmed cases as outcomes arrived, expected ones as answered.
+    after = scrape(client)
+    version = group["model_version"]
+
+    def counted(name: str, predicted: str, outcome: str) -> float:
+        key = (
+            f'{name}{{model_version="{version}",outcome="{outcome}",predicted="{predicted}",'
+            'track="stable"}'
+        )
+        return delta(before, after, key)
+
+    assert counted("oncology_confirmed_cases_total", "malignant", "malignant") == tp
+    assert counted("oncology_confirmed_cases_total", "benign", "malignant") == fn
+    assert counted("oncology_confirmed_cases_total", "benign", "benign") == tn
+    assert counted("oncology_expected_cases_total", "malignant", "malignant") == pytest.approx(
+        expected["tp"], abs=1e-3
+    )
+    assert counted("oncology_expected_cases_total", "benign", "benign") == pytest.approx(
+        expected["tn"], abs=1e-3
+    )
+    assert f'oncology_model_validation{{figure="sensitivity",model_version="{version}"}}' in after
     assert group["warnings"] == []
     assert group["confirmed"]["of_benign_answers"]["share"] == 1.0
 

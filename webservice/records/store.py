@@ -19,10 +19,20 @@ from webservice.records.schema import answers, case_references, outcome_history,
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The columns of `RecordStore.export`, one row per tumor.
 EXPORT_COLUMNS = [
-    "prediction_id", "answered_at", "model_version", "track", "caller", "case_reference",
-    *FEATURES, "malignant_probability", "prediction", "threshold", "outcome", "outcome_source",
+    "prediction_id",
+    "answered_at",
+    "model_version",
+    "track",
+    "caller",
+    "case_reference",
+    *FEATURES,
+    "malignant_probability",
+    "prediction",
+    "threshold",
+    "outcome",
+    "outcome_source",
     "confirmed_on",
-]  # fmt: skip
+]
 ERASED = 255  # in `scores` and `diagnoses`: the tumor was erased
 _CHUNK = 500  # ids per IN (...) clause
 
@@ -185,6 +195,27 @@ class Outcome(NamedTuple):
     recorded_by: str
 
 
+class Target(NamedTuple):
+    """A prediction an outcome names, and what its answer said (for the quality metrics)."""
+
+    prediction_id: str
+    answer_id: int  # -1: erased
+    position: int
+    model_version: str
+    track: str
+    predicted: str  # benign or malignant
+
+
+class Change(NamedTuple):
+    """A confirmed case counted (`outcome`) and, for a correction, one taken back (`replaced`)."""
+
+    model_version: str
+    track: str
+    predicted: str
+    outcome: str
+    replaced: str | None
+
+
 class Erased(LookupError):
     """The prediction existed and was erased."""
 
@@ -286,19 +317,24 @@ class RecordStore:
     # Outcomes
 
     def apply_outcomes(
-        self, reports: Sequence[Report], *, by: str, at: dt.datetime | None = None
+        self,
+        reports: Sequence[Report],
+        *,
+        by: str,
+        at: dt.datetime | None = None,
+        changes: list[Change] | None = None,
     ) -> list[dict[str, Any]]:
         """Join outcomes to their predictions, in one transaction, one result per prediction
         (a case reference may name several): `applied` (new), `unchanged` (the same again),
         `corrected` (a different one sent with `corrects`; the earlier kept in the history),
         `conflict` (a different one without `corrects`; nothing changed), `unknown` (no such
-        prediction), `erased`."""
+        prediction), `erased`. `changes` receives each confirmed case applied or corrected."""
         when = at or now()
         results: list[dict[str, Any]] = []
         with self.engine.begin() as connection:
             targets = self._targets(connection, reports)
             stored = self._stored_outcomes(
-                connection, [pid for found in targets for pid, _, _ in found]
+                connection, [target.prediction_id for found in targets for target in found]
             )
             for row, (report, found) in enumerate(zip(reports, targets, strict=True), start=1):
                 named = (
@@ -308,47 +344,59 @@ class RecordStore:
                 )
                 if not found:
                     results.append({"row": row, **named, "status": "unknown"})
-                for prediction_id, answer_id, position in found:
-                    status = self._apply(
-                        connection, report, prediction_id, answer_id, position, stored, by, when
-                    )
-                    result = {"row": row, **named, "prediction_id": prediction_id, "status": status}
+                for target in found:
+                    before = stored.get(target.prediction_id)
+                    status = self._apply(connection, report, target, stored, by, when)
+                    result = {
+                        "row": row,
+                        **named,
+                        "prediction_id": target.prediction_id,
+                        "status": status,
+                    }
                     if status == "conflict":
-                        result["stored_outcome"] = stored[prediction_id].outcome
+                        result["stored_outcome"] = stored[target.prediction_id].outcome
+                    elif status in ("applied", "corrected") and changes is not None:
+                        replaced = before.outcome if before else None
+                        changes.append(
+                            Change(
+                                target.model_version,
+                                target.track,
+                                target.predicted,
+                                report.outcome,
+                                replaced,
+                            )
+                        )
                     results.append(result)
         return results
 
-    def _targets(
-        self, connection: sa.Connection, reports: Sequence[Report]
-    ) -> list[list[tuple[str, int, int]]]:
-        """Per report, the predictions it names: (prediction id, answer id, position); an
-        erased one as answer id -1."""
-        by_first: dict[str, tuple[int, bytes]] = {}
+    def _targets(self, connection: sa.Connection, reports: Sequence[Report]) -> list[list[Target]]:
+        """Per report, the predictions it names (an erased one with answer id -1)."""
+        columns = (answers.c.id, answers.c.model_version, answers.c.track, answers.c.diagnoses)
+        by_first: dict[str, Any] = {}
         first_ids = {ids.parse(r.prediction_id)[0] for r in reports if r.prediction_id}  # type: ignore[index]
         for chunk in _chunks(sorted(first_ids)):
-            for first_id, answer_id, diagnoses in connection.execute(
-                sa.select(answers.c.first_prediction_id, answers.c.id, answers.c.diagnoses).where(
+            for row in connection.execute(
+                sa.select(answers.c.first_prediction_id, *columns).where(
                     answers.c.first_prediction_id.in_(chunk)
                 )
             ):
-                by_first[first_id] = (answer_id, diagnoses)
-        by_case: dict[str, list[tuple[str, int, int]]] = {}
+                by_first[row.first_prediction_id] = row
+        by_case: dict[str, list[Target]] = {}
         references = sorted({r.case_reference for r in reports if r.case_reference})
         for chunk in _chunks(references):
-            for reference, answer_id, position, first_id in connection.execute(
+            for case in connection.execute(
                 sa.select(
                     case_references.c.case_reference,
-                    case_references.c.answer_id,
                     case_references.c.position,
                     answers.c.first_prediction_id,
+                    *columns,
                 )
                 .join(answers, answers.c.id == case_references.c.answer_id)
                 .where(case_references.c.case_reference.in_(chunk))
                 .order_by(answers.c.answered_at, case_references.c.position)
             ):
-                prediction_id = ids.ids(first_id[:-6], position + 1)[position]
-                by_case.setdefault(reference, []).append((prediction_id, answer_id, position))
-        targets: list[list[tuple[str, int, int]]] = []
+                by_case.setdefault(case.case_reference, []).append(_target(case, case.position))
+        targets: list[list[Target]] = []
         for report in reports:
             if report.case_reference:
                 targets.append(by_case.get(report.case_reference, []))
@@ -356,11 +404,10 @@ class RecordStore:
             assert report.prediction_id is not None
             first_id, position = ids.parse(report.prediction_id)  # type: ignore[misc]
             answer = by_first.get(first_id)
-            if answer is None or position >= len(answer[1]):
+            if answer is None or position >= len(answer.diagnoses):
                 targets.append([])
             else:
-                erased = answer[1][position] == ERASED
-                targets.append([(report.prediction_id, -1 if erased else answer[0], position)])
+                targets.append([_target(answer, position)])
         return targets
 
     def _stored_outcomes(
@@ -380,13 +427,12 @@ class RecordStore:
     def _apply(
         connection: sa.Connection,
         report: Report,
-        prediction_id: str,
-        answer_id: int,
-        position: int,
+        target: Target,
         stored: dict[str, Outcome],
         by: str,
         when: dt.datetime,
     ) -> str:
+        prediction_id, answer_id, position = target[:3]
         if answer_id < 0:
             return "erased"
         new = Outcome(report.outcome, report.source, report.confirmed_on, when, by)
@@ -545,6 +591,20 @@ class RecordStore:
                                 else None
                             ),
                         }
+
+
+def _target(row: Any, position: int) -> Target:
+    """The prediction at `position` of an answers row (id, model_version, track, diagnoses)."""
+    block = row.first_prediction_id[:-6]
+    code = row.diagnoses[position]
+    return Target(
+        ids.ids(block, position + 1)[position],
+        -1 if code == ERASED else row.id,
+        position,
+        row.model_version,
+        row.track,
+        "malignant" if code == 1 else "benign",
+    )
 
 
 def _tumor(row: Any, position: int) -> dict[str, Any]:
