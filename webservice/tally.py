@@ -86,6 +86,7 @@ class Tally:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
         self._pending: list[_Predictions] = []
         self._pending_rows = 0
         self._requests: list[tuple[str, str, str, float, str]] = []
@@ -131,7 +132,12 @@ class Tally:
             self._start_flusher()
 
     def flush(self) -> None:
-        """Count everything pending into the shared metrics."""
+        """Count everything pending into the shared metrics. One flush at a time: a flush for
+        /metrics waits for the background one's counting, so the page it serves includes it."""
+        with self._flushing:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
             pending, self._pending, self._pending_rows = self._pending, [], 0
             requests, self._requests = self._requests, []
