@@ -134,6 +134,11 @@ def live_server(
     port = free_port()
     log = log_dir / f"server-{port}.log"
     environment = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(workers)}
+    # The prediction record beside the log, unless the caller (or the test session) names one:
+    # never the working directory's default, which would grow with every run.
+    environment.setdefault(
+        "ONCOLOGY_DATABASE_URL", f"sqlite:///{log_dir / f'records-{port}.sqlite3'}"
+    )
     environment.update(env or {})
     front = app == SERVICE_APP if front is None else front
     if front:
