@@ -299,12 +299,15 @@ def test_the_service_migrates_an_empty_postgres_at_start_and_answers_from_any_wo
 
 @needs_postgres
 def test_postgres_migrates_from_empty_and_from_the_previous_revision_keeping_the_record() -> None:
+    from webservice.records.quality import Window, groups
+    from webservice.records.schema import answers, case_references
     from webservice.records.store import (
         AnswerRecord,
         current_revision,
         downgrade,
         head_revision,
         now,
+        pack,
         upgrade,
     )
 
@@ -312,7 +315,7 @@ def test_postgres_migrates_from_empty_and_from_the_previous_revision_keeping_the
         engine = engine_for(fresh.url)
         try:
             assert current_revision(engine) is None
-            upgrade(engine, "0001")
+            upgrade(engine, "0002")
             block = ids.new_block()
             answer = AnswerRecord(
                 ids.first_id(block),
@@ -327,8 +330,14 @@ def test_postgres_migrates_from_empty_and_from_the_previous_revision_keeping_the
                 [False, False],
                 ["PG-9", None],
             )
-            RecordStore(engine).write([answer])
+            with engine.begin() as connection:  # as the previous revision's service wrote it
+                connection.execute(answers.insert(), pack(answer))
+                connection.execute(
+                    case_references.insert(),
+                    {"answer_id": 1, "position": 0, "case_reference": "PG-9"},
+                )
             upgrade(engine)
+            assert groups(RecordStore(engine), Window())[0].answered.tolist() == [2, 0]
             assert current_revision(engine) == head_revision()
             second = ids.ids(block, 2)[1]
             record = RecordStore(engine).record(second)

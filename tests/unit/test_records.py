@@ -27,6 +27,8 @@ from tests.helpers import MALIGNANT_JSON, PREDICTION_ID, SEED_JSON, log_lines, p
 from webservice import create_app
 from webservice.records import cli, ids
 from webservice.records.outcomes import MAX_BULK
+from webservice.records.quality import Window, groups
+from webservice.records.schema import answers
 from webservice.records.store import (
     AnswerRecord,
     RecordStore,
@@ -34,6 +36,7 @@ from webservice.records.store import (
     downgrade,
     engine_for,
     head_revision,
+    pack,
     upgrade,
 )
 from webservice.records.writer import RecordWriter
@@ -509,14 +512,18 @@ def test_the_record_metrics_are_on_the_page(client: FlaskClient) -> None:
 def test_migrations_from_empty_and_from_the_previous_revision(tmp_path: Path) -> None:
     engine = engine_for(f"sqlite:///{tmp_path / 'm.sqlite3'}")
     assert current_revision(engine) is None
-    upgrade(engine, "0001")
-    assert current_revision(engine) == "0001"
+    upgrade(engine, "0002")
+    assert current_revision(engine) == "0002"
     answer = an_answer(2)
-    RecordStore(engine).write([answer])
+    with engine.begin() as connection:  # as the previous revision's service wrote it
+        connection.execute(answers.insert(), pack(answer))
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0002"
+    assert current_revision(engine) == head_revision() == "0003"
     store = RecordStore(engine)
     assert store.count_tumors() == 2
+    # 0003 added the day rows of the answers already on record
+    (group,) = groups(store, Window())
+    assert group.answered.tolist() == [2, 0] and group.expected[0].sum() == pytest.approx(2)
     second = ids.ids(answer.first_id[:-6], 2)[1]
     assert store.record(second)["tumor"] == dict.fromkeys(FEATURES, 3)  # type: ignore[index]
     downgrade(engine, "0001")

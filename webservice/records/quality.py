@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
-from webservice.records.schema import answers, outcomes
+from webservice.records.schema import answer_days, answers, outcomes
 from webservice.records.store import ERASED, RecordStore
 
 Z95 = 1.959963984540054  # two-sided 95 %
@@ -90,13 +89,6 @@ class Group:
     bin_malignant: np.ndarray = field(default_factory=lambda: np.zeros(BINS, dtype=np.int64))
     # expected[predicted, true] from the probabilities of every answer (CBPE)
     expected: np.ndarray = field(default_factory=lambda: np.zeros((2, 2)))
-
-    def add_answers(self, probabilities: np.ndarray, predicted: np.ndarray) -> None:
-        self.answered += np.bincount(predicted, minlength=2)
-        for label in (0, 1):
-            chosen = probabilities[predicted == label]
-            self.expected[label, 1] += float(chosen.sum())
-            self.expected[label, 0] += float(len(chosen) - chosen.sum())
 
     def add_confirmed(self, probability: float, predicted: int, malignant: int) -> None:
         self.confusion[predicted, malignant] += 1
@@ -176,6 +168,19 @@ class Window:
     model_version: str | None = None
     track: str | None = None
 
+    def day_clauses(self) -> list[Any]:
+        """The window on the day rows: whole days, UTC."""
+        clauses: list[Any] = []
+        if self.since is not None:
+            clauses.append(answer_days.c.day >= self.since.date())
+        if self.until is not None:
+            clauses.append(answer_days.c.day < self.until.date())
+        if self.model_version is not None:
+            clauses.append(answer_days.c.model_version == self.model_version)
+        if self.track is not None:
+            clauses.append(answer_days.c.track == self.track)
+        return clauses
+
     def where(self) -> list[Any]:
         clauses: list[Any] = []
         if self.since is not None:
@@ -190,44 +195,54 @@ class Window:
 
 
 def groups(store: RecordStore, window: Window, *, by: str = "version") -> list[Group]:
-    """Every answer in the window, and its confirmed outcomes, tallied per (model version,
-    track), or per track alone (`by="track"`, versions pooled). One pass, in chunks."""
+    """The answers in the window and their confirmed outcomes, per (model version, track), or
+    per track alone (`by="track"`, versions pooled). Answer counts and expected cases come from
+    the day rows (`answer_days`: whole days, UTC); confirmed cases from the outcomes, reading
+    only the answers that have one."""
     found: dict[tuple[str, str], Group] = {}
-    for row, confirmed in _answers_with_outcomes(store, window):
-        version = row.model_version if by == "version" else "*"
-        key = (version, row.track)
-        group = found.get(key)
-        if group is None:
-            group = found[key] = Group(version, row.track)
-        predicted = np.frombuffer(row.diagnoses, dtype=np.uint8)
-        probabilities = np.frombuffer(row.malignant_probabilities, dtype="<f8")
-        kept = predicted != ERASED
-        group.add_answers(probabilities[kept], predicted[kept].astype(np.intp))
-        for position, outcome in confirmed:
-            if predicted[position] != ERASED:
-                group.add_confirmed(
-                    float(probabilities[position]),
-                    int(predicted[position]),
-                    1 if outcome == "malignant" else 0,
-                )
-    return [found[key] for key in sorted(found)]
 
+    def group_of(version: str, track: str) -> Group:
+        key = (version if by == "version" else "*", track)
+        if key not in found:
+            found[key] = Group(*key)
+        return found[key]
 
-def _answers_with_outcomes(
-    store: RecordStore, window: Window
-) -> Iterator[tuple[Any, list[tuple[int, str]]]]:
-    query = sa.select(answers).where(*window.where()).order_by(answers.c.id)
     with store.engine.connect() as connection:
-        for chunk in connection.execute(query.execution_options(yield_per=500)).partitions():
-            confirmed: dict[int, list[tuple[int, str]]] = {}
-            for answer_id, position, outcome in connection.execute(
-                sa.select(outcomes.c.answer_id, outcomes.c.position, outcomes.c.outcome).where(
-                    outcomes.c.answer_id.in_([row.id for row in chunk])
-                )
+        for day in connection.execute(sa.select(answer_days).where(*window.day_clauses())):
+            group = group_of(day.model_version, day.track)
+            group.answered += (day.answered_benign, day.answered_malignant)
+            group.expected += (
+                (day.expected_tn, day.expected_fn),
+                (day.expected_fp, day.expected_tp),
+            )
+        confirmed: dict[int, list[tuple[int, str]]] = {}
+        for answer_id, position, outcome in connection.execute(
+            sa.select(outcomes.c.answer_id, outcomes.c.position, outcomes.c.outcome)
+            .join(answers, answers.c.id == outcomes.c.answer_id)
+            .where(*window.where())
+        ):
+            confirmed.setdefault(answer_id, []).append((position, outcome))
+        chosen = sorted(confirmed)
+        columns = (
+            answers.c.id,
+            answers.c.model_version,
+            answers.c.track,
+            answers.c.diagnoses,
+            answers.c.malignant_probabilities,
+        )
+        for start in range(0, len(chosen), 200):
+            for row in connection.execute(
+                sa.select(*columns).where(answers.c.id.in_(chosen[start : start + 200]))
             ):
-                confirmed.setdefault(answer_id, []).append((position, outcome))
-            for row in chunk:
-                yield row, confirmed.get(row.id, [])
+                group = group_of(row.model_version, row.track)
+                predicted = np.frombuffer(row.diagnoses, dtype=np.uint8)
+                probabilities = np.frombuffer(row.malignant_probabilities, dtype="<f8")
+                for position, outcome in confirmed[row.id]:
+                    if predicted[position] != ERASED:
+                        malignant = 1 if outcome == "malignant" else 0
+                        probability = float(probabilities[position])
+                        group.add_confirmed(probability, int(predicted[position]), malignant)
+    return [found[key] for key in sorted(found)]
 
 
 def quality(

@@ -63,6 +63,23 @@ outcomes = sa.Table(
     sa.Column("recorded_by", sa.String(64), nullable=False),
 )
 
+# Per day (UTC), model version and track: the answers given and their expected cases (CBPE sums
+# of probabilities), added to as answers are written, so that quality reads these rows rather than
+# every answer.
+answer_days = sa.Table(
+    "answer_days",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("model_version", sa.String(64), primary_key=True),
+    sa.Column("track", sa.String(32), primary_key=True),
+    sa.Column("answered_benign", sa.Integer, nullable=False),
+    sa.Column("answered_malignant", sa.Integer, nullable=False),
+    sa.Column("expected_tp", sa.Float, nullable=False),
+    sa.Column("expected_fp", sa.Float, nullable=False),
+    sa.Column("expected_fn", sa.Float, nullable=False),
+    sa.Column("expected_tn", sa.Float, nullable=False),
+)
+
 outcome_history = sa.Table(
     "outcome_history",
     metadata,

@@ -14,7 +14,13 @@ import sqlalchemy as sa
 from oncology_model.datamodel import FEATURES
 from webservice.records import ids
 from webservice.records.outcomes import Report
-from webservice.records.schema import answers, case_references, outcome_history, outcomes
+from webservice.records.schema import (
+    answer_days,
+    answers,
+    case_references,
+    outcome_history,
+    outcomes,
+)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The columns of `RecordStore.export`, one row per tumor.
@@ -227,9 +233,10 @@ class RecordStore:
         self.engine = engine
 
     def write(self, records: Sequence[AnswerRecord]) -> None:
-        """Store answers in one transaction (a group commit)."""
+        """Store answers, and add them to their days, in one transaction (a group commit)."""
         rows = [pack(record) for record in records]
         with self.engine.begin() as connection:
+            _add_days(connection, records)
             if not any(record.case_references for record in records):
                 connection.execute(answers.insert(), rows)
                 return
@@ -535,6 +542,7 @@ class RecordStore:
             connection.execute(outcomes.delete().where(outcomes.c.answer_id.in_(old)))
             connection.execute(case_references.delete().where(case_references.c.answer_id.in_(old)))
             connection.execute(answers.delete().where(answers.c.answered_at < before))
+            connection.execute(answer_days.delete().where(answer_days.c.day < before.date()))
         return int(count), int(tumors)
 
     # Export
@@ -591,6 +599,61 @@ class RecordStore:
                                 else None
                             ),
                         }
+
+
+DAY_SUMS = (
+    "answered_benign",
+    "answered_malignant",
+    "expected_tp",
+    "expected_fp",
+    "expected_fn",
+    "expected_tn",
+)
+
+
+def _add_days(connection: sa.Connection, records: Sequence[AnswerRecord]) -> None:
+    """Add answers to their (day, model version, track) rows: counts by diagnosis, and expected
+    cases (each probability the chance of malignant)."""
+    sums: dict[tuple[dt.date, str, str], np.ndarray] = {}
+    for record in records:
+        called = np.asarray(record.flags, dtype=bool)
+        p = np.asarray(record.malignant, dtype=np.float64)
+        on_called, on_others = float(p[called].sum()), float(p[~called].sum())
+        n_called = int(called.sum())
+        n_others = len(called) - n_called
+        key = (_utc(record.answered_at).date(), record.model_version, record.track)
+        total = sums.setdefault(key, np.zeros(len(DAY_SUMS)))
+        total += (
+            n_others,
+            n_called,
+            on_called,
+            n_called - on_called,
+            on_others,
+            n_others - on_others,
+        )
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    statement = insert(answer_days)
+    statement = statement.on_conflict_do_update(
+        index_elements=["day", "model_version", "track"],
+        set_={name: answer_days.c[name] + statement.excluded[name] for name in DAY_SUMS},
+    )
+    connection.execute(
+        statement,
+        [
+            {
+                "day": day,
+                "model_version": version,
+                "track": track,
+                **dict(zip(DAY_SUMS, total.tolist(), strict=True)),
+                "answered_benign": int(total[0]),
+                "answered_malignant": int(total[1]),
+            }
+            for (day, version, track), total in sums.items()
+        ],
+    )
 
 
 def _target(row: Any, position: int) -> Target:
