@@ -13,6 +13,7 @@ from webservice.api import init_api
 from webservice.auth import BearerAuth
 from webservice.config import load_config
 from webservice.lane import PredictionLane
+from webservice.metrics import record_served
 from webservice.middleware import WSGIApp
 from webservice.observability import Observability, configure_logging
 from webservice.problems import STATUS_LINES
@@ -50,6 +51,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     service = Service(artifacts_dir=settings["ARTIFACTS_DIR"])
     service.track = settings["TRACK"]
     TALLY.set_model(service.model_version, service.track)
+    record_served(service.model_version, service.track)
     init_records(service, settings)
     app.extensions["oncology"] = service
     init_api(

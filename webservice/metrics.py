@@ -141,6 +141,15 @@ def record_confirmed(changes: list[Any]) -> None:
             RETRACTED_CASES.labels(*labels, change.replaced).inc()
 
 
+def record_served(version: str, track: str) -> None:
+    """The served model's confirmed-case series at zero from the start: Prometheus counts an
+    increase only from a series' first sample."""
+    for predicted in ("benign", "malignant"):
+        for outcome in ("benign", "malignant"):
+            CONFIRMED_CASES.labels(version, track, predicted, outcome)
+            RETRACTED_CASES.labels(version, track, predicted, outcome)
+
+
 def record_validation(version: str, cross_validation: dict[str, Any]) -> None:
     for figure in ("sensitivity", "specificity"):
         MODEL_VALIDATION.labels(version, figure).set(cross_validation[figure]["mean"])

@@ -204,16 +204,21 @@ def test_short_rules_change_only_windows_and_durations() -> None:
 def kubectl_kustomize(directory: Path) -> list[dict[str, Any]]:
     output = subprocess.run(
         ["kubectl", "kustomize", str(directory)],
-        cwd=ROOT, check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return list(yaml.safe_load_all(output))
 
 
 def test_prometheus_rule_holds_the_same_rules() -> None:
     generated = subprocess.run(
         [sys.executable, "-m", "ops.prometheus_rule", "--check"],
-        cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert generated.returncode == 0, generated.stdout
     rule = yaml.safe_load((COMPONENT / "prometheus-rule.yaml").read_text())
     assert rule["kind"] == "PrometheusRule"
@@ -273,6 +278,8 @@ def test_dashboard_shows_what_operators_need() -> None:
         "oncology_model_info",  # model version per pod
         "oncology_prediction_records_dropped_total",  # answers not on record
         "oncology_prediction_records_pending",  # the record's buffers
+        "oncology:sensitivity:ratio7d",  # realized quality by track
+        "oncology:estimated_sensitivity:ratio1h",  # estimated quality (CBPE)
     ):
         assert metric in queries, metric
     for panel in dashboard["panels"]:
@@ -299,7 +306,8 @@ class Traffic:
 
     def __init__(self, server: LiveServer) -> None:
         self.server = server
-        self.rows = load_dataset().X
+        data = load_dataset()
+        self.rows, self.labels = data.X, data.y
         self.shift = False
         self.stop = threading.Event()
         self.errors: list[str] = []
@@ -313,6 +321,7 @@ class Traffic:
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
+                self.answer = json.loads(response.read())
                 return int(response.status)
         except urllib.error.HTTPError as error:
             return error.code
@@ -325,12 +334,23 @@ class Traffic:
         column = FEATURES.index(SHIFTED)
         sent = 0
         while not self.stop.is_set():
-            rows = self.rows[random.integers(0, len(self.rows), 25)].copy()
+            chosen = random.integers(0, len(self.rows), 25)
+            rows = self.rows[chosen].copy()
             if self.shift:  # a lab that scores clump thickness 4 points higher
                 rows[:, column] = np.minimum(rows[:, column] + 4, 10)
             tumors = [as_tumor(row) for row in rows]
             statuses = [self.post("/v1/predictions/batch", {"tumors": tumors})]
             sent += 1
+            if sent % 5 == 0 and statuses[0] == 200:  # their confirmed outcomes: the UCI labels
+                outcomes = [
+                    {
+                        "prediction_id": answer["prediction_id"],
+                        "source": "UCI label",
+                        "outcome": "malignant" if self.labels[i] else "benign",
+                    }
+                    for answer, i in zip(self.answer["predictions"], chosen, strict=True)
+                ]
+                statuses.append(self.post("/v1/outcomes", {"outcomes": outcomes}))
             if sent % 10 == 0:
                 statuses.append(self.post("/v1/predictions", tumors[0]))
             if sent % 20 == 0:
@@ -431,3 +451,56 @@ def test_drift_on_one_feature_is_detected_and_alerted(
         empty = [expr for expr in dashboard_queries() if not prom.query(expr)]
         assert not empty, empty
     assert not traffic.errors, traffic.errors[:5]
+
+
+@pytest.mark.slow
+def test_a_track_that_misses_cancers_shows_its_sensitivity_and_raises_the_alert(
+    tmp_path: Path,
+) -> None:
+    """A canary whose confirmed outcomes say it missed most cancers: every benign answer comes
+    back malignant. Prometheus shows the canary's sensitivity, and SensitivityBelowValidation
+    goes pending for it (the rules with 2-minute windows and a 1-second hold)."""
+    rules = short_rules(RULES.read_text(), window="2m", hold="1s")
+    with (
+        live_server(tmp_path, env={"ONCOLOGY_TRACK": "canary"}) as server,
+        prometheus(tmp_path / "prom", target=f"127.0.0.1:{server.port}", rules=rules) as prom,
+    ):
+        # Prometheus counts an increase from a series' first sample: let it see them at zero.
+        eventually(
+            lambda: prom.values('oncology_confirmed_cases_total{track="canary"}', "outcome"),
+            what="the canary's confirmed-case series",
+        )
+        data = load_dataset()
+        request = urllib.request.Request(
+            server.url + "/v1/predictions/batch",
+            data=json.dumps({"tumors": [as_tumor(row) for row in data.X]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answers = json.loads(response.read())["predictions"]
+        outcomes = [
+            {"prediction_id": a["prediction_id"], "outcome": "malignant", "source": "histology"}
+            for a in answers
+        ]
+        request = urllib.request.Request(
+            server.url + "/v1/outcomes",
+            data=json.dumps({"outcomes": outcomes}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.loads(response.read())["summary"]["applied"] == len(data.X)
+        called = sum(a["prediction"] == "malignant" for a in answers)
+
+        def canary_sensitivity() -> dict[str, float]:
+            return prom.values('oncology:sensitivity:ratio7d{track="canary"}', "track")
+
+        sensitivity = eventually(canary_sensitivity, what="the canary's sensitivity")["canary"]
+        assert sensitivity == pytest.approx(called / len(data.X), abs=0.01)
+
+        def raised() -> list[dict[str, Any]]:
+            return [
+                a for a in prom.alerts() if a["labels"]["alertname"] == "SensitivityBelowValidation"
+            ]
+
+        (alert,) = eventually(raised, what="SensitivityBelowValidation pending or firing")
+        assert alert["labels"]["track"] == "canary" and alert["state"] in ("pending", "firing")
