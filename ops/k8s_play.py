@@ -4,30 +4,46 @@ No Kubernetes cluster runs here, but Debian's podman plays a Deployment's own po
 
 1. podman 4.3's setup, written here: runc, catatonit, the ulimits this machine permits, cgroupfs and
    file events (no systemd), in a containers.conf that CONTAINERS_CONF points podman at.
-2. Debian's docker-registry serves the storage `make image-test` pushed to (build/registry).
-3. `kubectl kustomize k8s/` renders the stable Deployment; a play-only patch: host network on
+2. Debian's docker-registry serves the storage `make image-test` pushed to (build/registry), and
+   Debian's PostgreSQL (harness/postgres.py) runs on a loopback port: the prediction record's
+   database. The Secret the pods read its URL from (oncology-webservice-database, key `url`) is
+   a podman secret of that name: podman 4.3 resolves a `secretKeyRef` from a podman secret holding
+   a Secret's `data` as JSON (base64 values). The URL is postgresql://, as CloudNativePG's is.
+3. The migration Job's pod template, as `make migrate-job` sets its image (host network, to reach
+   the database): `oncology-db upgrade` brings the empty database to the latest schema, and a
+   second run finds nothing to do.
+4. `kubectl kustomize k8s/` renders the stable Deployment; a play-only patch: host network on
    loopback (HOST=127.0.0.1, a free PORT), container ports and probes dropped (podman cannot map
    ports on the host network, and its healthchecks need systemd: /readyz is polled here), one
-   replica, the image set to exactly the tag `make deploy` sets, from the registry.
-4. `podman kube play`: ready within the startup probe's budget; UID 10001, read-only root, no
+   replica, the image set to exactly the tag `make deploy` sets, from the registry. The database
+   URL's secretKeyRef and the track's fieldRef are played as they are.
+5. `podman kube play`: ready within the startup probe's budget; UID 10001, read-only root, no
    capabilities, no new privileges; predictions with the expected model version; a start-up log
-   with no ERROR or WARNING line and no ANSI escape codes.
-5. A redeploy: the Deployment as `kubectl set image --local` rewrites it for the next model's tag,
+   with no ERROR or WARNING line and no ANSI escape codes; every prediction answered (status 200
+   in the access log) is in PostgreSQL's `answers` within seconds, once, with its tumors, the
+   model's version and the pod's track label.
+6. A redeploy: the Deployment as `kubectl set image --local` rewrites it for the next model's tag,
    played with `--replace`, serves that model.
-6. Slow clients (`reliability.slow_clients`) against the played pod: ordinary predictions go on.
-7. The pod stopped under load as the kubelet stops it (SIGTERM, SIGKILL only after the grace
+7. Slow clients (`reliability.slow_clients`) against the played pod: ordinary predictions go on.
+8. The pod stopped under load as the kubelet stops it (SIGTERM, SIGKILL only after the grace
    period; podman 4.3's `kube down` alone would SIGKILL at once), then `podman kube down`: every
-   request a worker accepted is answered, the launcher exits 0 within the grace period.
-8. The training Job's pod, its data and output volumes as host folders (hostPath), no network:
+   request a worker accepted is answered, the launcher exits 0 within the grace period, and every
+   tumor the pod answered is on record the moment it is gone.
+9. The purge CronJob's pod template, with the image `make deploy` gives it: an answer made older
+   than the retention (400 days) is purged, every other answer stays.
+10. The training Job's pod, its data and output volumes as host folders (hostPath), no network:
    the artifacts, the report and the wheel appear in the output folder and verify.
 
-Everything started here is stopped: the registry by PID, pods by `podman kube down`.
+Everything started here is stopped: the registry and PostgreSQL by PID, pods by
+`podman kube down`, the podman secret removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
+import datetime as dt
 import json
 import os
 import shutil
@@ -37,17 +53,22 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 import yaml
 
 from harness.live_server import access_records, log_problems
 from harness.load import Recorder
+from harness.postgres import running_postgres
 from oncology_model.verify import SEED_TUMOR
 from ops.loopback import free_port
 from ops.registry import registry
 from reliability.slow_clients import slow_client_attack
+from webservice.records.store import engine_for
 from webservice.tokens import new_token
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,8 +101,15 @@ PACKAGES = {"podman": "podman", "catatonit": "catatonit", "runc": "runc"}
 SEED = json.dumps(SEED_TUMOR.to_dict()).encode()
 # The pod's tokens Secret, played as a host folder holding the same keys (docs/access.md).
 TOKEN, TOKEN_LINE = new_token("k8s-play")
+METRICS_TOKEN, METRICS_LINE = new_token("k8s-play-metrics")
 AUTHORIZATION = {"Authorization": f"Bearer {TOKEN}"}
 BATCH = json.dumps({"tumors": [SEED_TUMOR.to_dict()] * 1000}).encode()
+# Tumors in each prediction the play sends, by path (the single and batch bodies above).
+TUMORS = {"/v1/predictions": 1, "/v1/predictions/batch": 1000}
+RECORDS = ROOT / "k8s" / "records"
+RECORD_SECONDS = (
+    10.0  # a live pod's record reaches the database within this (it flushes each 0.5 s)
+)
 
 
 def say(message: str) -> None:
@@ -132,6 +160,18 @@ def deploy_image(prefix: str, artifacts: Path) -> str:
     """The image `make deploy` sets for this model, with the registry's prefix."""
     output = make("-n", "deploy", f"tag={prefix}/{CONTAINER}", f"model={artifacts}")
     return output.split(f"{CONTAINER}=", 1)[1].split()[0]
+
+
+def record_images(prefix: str, first: Path, second: Path) -> tuple[str, str]:
+    """The images `make migrate-job` sets on the migration Job before the first rollout, and
+    `make deploy` on the purge CronJob in the redeploy."""
+    migrate = make("-n", "migrate-job", f"tag={prefix}/{CONTAINER}", f"model={first}")
+    deploy = make("-n", "deploy", f"tag={prefix}/{CONTAINER}", f"model={second}")
+    cronjob = next(line for line in deploy.splitlines() if "set image cronjobs" in line)
+    return (
+        migrate.split("oncology-db=", 1)[1].split()[0],
+        cronjob.split("oncology-db=", 1)[1].split()[0],
+    )
 
 
 def require_in_registry(image: str) -> None:
@@ -189,8 +229,7 @@ def tokens_folder() -> Path:
     folder = WORK / "tokens"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    metrics_line = new_token("k8s-play-metrics")[1]
-    for key, text in (("tokens", TOKEN_LINE + "\n"), ("metrics-tokens", metrics_line + "\n")):
+    for key, text in (("tokens", TOKEN_LINE + "\n"), ("metrics-tokens", METRICS_LINE + "\n")):
         (folder / key).write_text(text)
         os.chown(folder / key, int(UID), int(UID))
         (folder / key).chmod(0o440)
@@ -419,6 +458,191 @@ def down_under_load(played: dict[str, Any], grace: float) -> dict[str, Any]:
     return figures
 
 
+def play_job(
+    template: dict[str, Any], name: str, image: str, *extra: str, host_network: bool = False
+) -> tuple[str, str, float]:
+    """A Job's pod template played to its end as a Pod (podman 4.3 plays Pods and Deployments, not
+    Jobs), with `image`: its exit code, its log and the seconds it took."""
+    pod_spec = copy.deepcopy(template["spec"])
+    if host_network:  # to reach the database on loopback
+        pod_spec["hostNetwork"] = True
+    (container,) = pod_spec["containers"]
+    container["image"] = image
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": template["metadata"]["labels"]},
+        "spec": pod_spec,
+    }
+    manifest = write_manifest(pod, f"{name}-pod.yaml")
+    started = time.monotonic()
+    ids = kube_play(manifest, *extra)
+    try:
+        exit_code = podman("wait", ids["container"]).stdout.strip()
+        logs = podman("logs", ids["container"], check=False)
+        text = logs.stdout + logs.stderr
+    finally:
+        kube_down(manifest)
+    return exit_code, text, time.monotonic() - started
+
+
+def database_url_source(deployment: dict[str, Any]) -> dict[str, str]:
+    """The Secret and key the service container's ONCOLOGY_DATABASE_URL comes from."""
+    env = service_container(deployment)["env"]
+    (source,) = [e["valueFrom"] for e in env if e["name"] == "ONCOLOGY_DATABASE_URL"]
+    return dict(source["secretKeyRef"])
+
+
+@contextmanager
+def database_secret(reference: dict[str, str], url: str) -> Iterator[None]:
+    """The Secret as podman 4.3 resolves a secretKeyRef: a podman secret of the Secret's name
+    holding the Secret's `data` as JSON, each value base64-encoded. Removed on exit."""
+    name = reference["name"]
+    podman("secret", "rm", name, check=False)  # left by an interrupted run
+    data = json.dumps({reference["key"]: base64.b64encode(url.encode()).decode()})
+    run("podman", "secret", "create", name, "-", input=data)
+    try:
+        yield
+    finally:
+        podman("secret", "rm", name, check=False)
+
+
+def play_migration(image: str, engine: sa.Engine) -> dict[str, Any]:
+    """The migration Job's pod, as `make migrate-job` runs it: the empty database migrated to the
+    image's latest schema; run again (before the next rollout), it finds nothing to do."""
+    template = yaml.safe_load((RECORDS / "migrate-job.yaml").read_text())["spec"]["template"]
+    took, lines = [], []
+    pull_fresh(image)
+    for _ in range(2):
+        exit_code, text, seconds = play_job(
+            template, "oncology-records-migrate", image, host_network=True
+        )
+        assert exit_code == "0", f"the migration Job exited {exit_code}:\n{text[-3000:]}"
+        lines.append(text.strip().splitlines()[-1])
+        took.append(seconds)
+    head = lines[0].removeprefix("schema none -> ")
+    assert lines == [f"schema none -> {head}", f"schema {head}, the latest"], lines
+    with engine.connect() as connection:
+        revision = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    assert revision == head, f"the database is at {revision}, not {head}"
+    say(
+        f"migration Job's pod ({image}): schema none -> {head} in {took[0]:.1f} s, "
+        f"then nothing to do in {took[1]:.1f} s"
+    )
+    return {"migrate_s": round(took[0], 1)}
+
+
+def answered(log: str) -> dict[str, int]:
+    """Request id -> tumors, for every prediction a pod's access log says it answered (200)."""
+    return {
+        record["request_id"]: TUMORS[record["path"]]
+        for record in access_records(log)
+        if record["status"] == 200 and record["path"] in TUMORS
+    }
+
+
+def record_counters(port: int) -> dict[str, float]:
+    """The pod's record counters from /metrics (tumors queued, written, dropped by reason...)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    # An http:// URL on loopback built here (B310 warns of file:/ and custom schemes).
+    with urllib.request.urlopen(request, timeout=10) as response:  # nosec B310
+        text = response.read().decode()
+    prefix = "oncology_prediction_records_"
+    return {
+        line.rsplit(" ", 1)[0].removeprefix(prefix): float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix) and "_created" not in line and "_bucket" not in line
+    }
+
+
+def check_recorded(
+    engine: sa.Engine,
+    log: str,
+    version: str,
+    track: str,
+    *,
+    wait: float,
+    counters: dict[str, float] | None = None,
+) -> dict[str, int]:
+    """Every prediction the pod answered (its access log) is one row of `answers` with its tumors,
+    the model's version and the pod's track, and nothing else is on record for that version;
+    `wait`: seconds the record may take to arrive (0: it must be there now)."""
+    expected = answered(log)
+    deadline = time.monotonic() + wait
+    query = sa.text(
+        "SELECT request_id, tumors, track FROM answers WHERE model_version = :version"
+    ).bindparams(version=version)
+    while True:
+        with engine.connect() as connection:
+            rows = connection.execute(query).all()
+        if {row.request_id for row in rows} >= expected.keys() or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    on_record = {row.request_id: row for row in rows}
+    missing = expected.keys() - on_record.keys()
+    if missing:
+        times = {r["request_id"]: r["ts"] for r in access_records(log)}
+        first, last = min(times.values()), max(times.values())
+        when = sorted(times[i] - first for i in missing)
+        dropped = {k: v for k, v in (counters or {}).items() if k.startswith("dropped") and v}
+        raise AssertionError(
+            f"{len(missing)} of {len(expected)} answered predictions of {version} "
+            f"({sum(expected[i] for i in missing)} tumors) are not on record: answered "
+            f"{when[0]:.1f} to {when[-1]:.1f} s into the pod's {last - first:.1f} s of log"
+            + (
+                f"; the pod had counted {dropped} tumors dropped from its record while serving, "
+                f"with PostgreSQL reachable (its counters: {counters})"
+                if dropped
+                else f"; its record counters while serving: {counters}"
+            )
+        )
+    assert len(rows) == len(on_record), "a prediction is on record twice"
+    assert on_record.keys() == expected.keys(), (
+        f"on record but never answered: {sorted(on_record.keys() - expected.keys())[:5]}"
+    )
+    wrong = [i for i, row in on_record.items() if row.tumors != expected[i]]
+    assert not wrong, f"answers on record with the wrong number of tumors: {wrong[:5]}"
+    tracks = {row.track for row in rows}
+    assert tracks == {track}, f"recorded as track {tracks}, the pod's label is {track}"
+    return {"answers": len(expected), "tumors": sum(expected.values())}
+
+
+def play_purge(image: str, engine: sa.Engine) -> dict[str, Any]:
+    """The purge CronJob's pod: the oldest answer, made older than the retention, is deleted;
+    every other answer stays."""
+    cronjob = yaml.safe_load((RECORDS / "purge-cronjob.yaml").read_text())
+    template = cronjob["spec"]["jobTemplate"]["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    days = int(next(e["value"] for e in container["env"] if e["name"] == "ONCOLOGY_RETENTION_DAYS"))
+    totals = sa.text("SELECT count(*), coalesce(sum(tumors), 0) FROM answers")
+    with engine.begin() as connection:
+        oldest = connection.execute(
+            sa.text("SELECT id, tumors FROM answers ORDER BY id LIMIT 1")
+        ).one()
+        long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=days + 1)
+        connection.execute(
+            sa.text("UPDATE answers SET answered_at = :when WHERE id = :id").bindparams(
+                when=long_ago, id=oldest.id
+            )
+        )
+        answers, tumors = connection.execute(totals).one()
+    exit_code, text, took = play_job(template, "oncology-records-purge", image, host_network=True)
+    assert exit_code == "0", f"the purge exited {exit_code}:\n{text[-3000:]}"
+    with engine.connect() as connection:
+        left = tuple(connection.execute(totals).one())
+    assert left == (answers - 1, tumors - oldest.tumors), (
+        f"{answers} answers ({tumors} tumors) before the purge, {left} after:\n{text[-2000:]}"
+    )
+    assert f"purged 1 answer ({oldest.tumors} tumor" in text and f"({days} days)" in text, text
+    say(
+        f"purge CronJob's pod ({image}): the answer older than {days} days purged, "
+        f"{left[0]} answers ({left[1]} tumors) kept, in {took:.1f} s"
+    )
+    return {"purge_s": round(took, 1)}
+
+
 def play_training_job(image: str, data_file: Path) -> dict[str, Any]:
     """The Job's pod spec with hostPath volumes for data and output, and no network."""
     job = yaml.safe_load((ROOT / "k8s" / "training" / "job.yaml").read_text())
@@ -428,34 +652,15 @@ def play_training_job(image: str, data_file: Path) -> dict[str, Any]:
         folder.mkdir(parents=True)
     shutil.copy(data_file, folders["data"] / data_file.name)
     os.chown(folders["out"], int(UID), int(UID))
-    pod_spec = copy.deepcopy(job["spec"]["template"]["spec"])
-    for volume in pod_spec["volumes"]:
+    template = copy.deepcopy(job["spec"]["template"])
+    for volume in template["spec"]["volumes"]:
         if volume["name"] in folders:
             volume.pop("persistentVolumeClaim")
             volume["hostPath"] = {"path": str(folders[volume["name"]]), "type": "Directory"}
-    (container,) = pod_spec["containers"]
-    container["image"] = image
-    # podman 4.3 plays Pods and Deployments, not Jobs: the Job's own pod template, as a Pod.
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": "oncology-model-training",
-            "labels": job["spec"]["template"]["metadata"]["labels"],
-        },
-        "spec": pod_spec,
-    }
-    manifest = write_manifest(pod, "training-pod.yaml")
     pull_fresh(image)
-    started = time.monotonic()
-    ids = kube_play(manifest, "--network", "none")
-    try:
-        exit_code = podman("wait", ids["container"]).stdout.strip()
-        logs = podman("logs", ids["container"], check=False)
-        text = logs.stdout + logs.stderr
-    finally:
-        kube_down(manifest)
-    took = time.monotonic() - started
+    exit_code, text, took = play_job(
+        template, "oncology-model-training", image, "--network", "none"
+    )
     assert exit_code == "0", f"training exited {exit_code}:\n{text[-3000:]}"
     out = folders["out"]
     verify = run(
@@ -494,16 +699,40 @@ def slow_clients_against(played: dict[str, Any]) -> dict[str, Any]:
 
 
 def play_webservice(
-    deployment: dict[str, Any], images: tuple[str, str], versions: tuple[str, str], grace: float
+    deployment: dict[str, Any],
+    images: tuple[str, str],
+    versions: tuple[str, str],
+    grace: float,
+    engine: sa.Engine,
 ) -> dict[str, Any]:
-    """Play, check, redeploy, stop under load; the pod is removed whatever happens."""
+    """Play, check, redeploy, stop under load; the pod is removed whatever happens. The record:
+    the first pod's answers arrive while it serves, the second's are all there once it stopped."""
+    track = deployment["spec"]["template"]["metadata"]["labels"]["track"]
     try:
         played = play_deployment(deployment, images[0], versions[0])
         figures = {k: played[k] for k in ("play_s", "ready_s", "budget_s")}
+        logs = podman("logs", played["container"])
+        live = check_recorded(
+            engine, logs.stdout + logs.stderr, versions[0], track, wait=RECORD_SECONDS
+        )
+        say(
+            f"record: the {live['tumors']} tumor(s) the pod answered are in PostgreSQL, "
+            f"as track {track}"
+        )
         played = redeploy(played, images[1], versions[1], startup_budget(deployment))
         figures["redeploy_s"] = played["redeploy_s"]
         figures.update(slow_clients_against(played))
+        counters = record_counters(played["port"])
+        say(f"record counters after the slow clients: {counters}")
         figures.update(down_under_load(played, grace))
+        stopped = check_recorded(
+            engine, (WORK / "stop.log").read_text(), versions[1], track, wait=0, counters=counters
+        )
+        say(
+            f"record: all {stopped['tumors']} tumors ({stopped['answers']} answers) the "
+            f"redeployed pod answered are in PostgreSQL the moment it stopped, as track {track}"
+        )
+        figures["recorded_tumors"] = live["tumors"] + stopped["tumors"]
         return figures
     finally:
         kube_down(WORK / DEPLOYMENT_MANIFEST)  # nothing left if it went well
@@ -536,19 +765,29 @@ def main() -> int:
     deployment = stable_deployment()
     grace = float(deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
     figures: dict[str, Any] = {}
-    with registry(REGISTRY_STORAGE) as address:
+    with registry(REGISTRY_STORAGE) as address, running_postgres() as postgres:
         prefix = f"{address}/{NAMESPACE}"
         say(f"registry {address} serving {REGISTRY_STORAGE.relative_to(ROOT)}")
         images = (deploy_image(prefix, args.first_model), deploy_image(prefix, args.next_model))
         training = training_image(prefix, args.next_model)
-        for image in (*images, training):
+        migrate, purge = record_images(prefix, args.first_model, args.next_model)
+        every_image = sorted({*images, training, migrate, purge})
+        for image in every_image:
             require_in_registry(image)
+        # What the pods read from the Secret: the URL as CloudNativePG's Secret gives it.
+        url = postgres.url.replace("postgresql+psycopg://", "postgresql://", 1)
+        say(f"PostgreSQL on 127.0.0.1:{postgres.port}: the record's database")
+        engine = engine_for(postgres.url)
         try:
-            figures.update(play_webservice(deployment, images, (first, second), grace))
+            with database_secret(database_url_source(deployment), url):
+                figures.update(play_migration(migrate, engine))
+                figures.update(play_webservice(deployment, images, (first, second), grace, engine))
+                figures.update(play_purge(purge, engine))
             figures.update(play_training_job(training, args.data))
         finally:
+            engine.dispose()
             # The registry's port changes from run to run: leave no tags of it behind.
-            for image in (*images, training):
+            for image in every_image:
                 podman("rmi", "--force", image, check=False)
     if args.data == BUNDLED_DATA:
         bundled = model_version(ROOT / "oncology_model" / "artifacts")
