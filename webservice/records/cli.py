@@ -16,7 +16,7 @@ import argparse
 import csv
 import datetime as dt
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
 import sqlalchemy as sa
@@ -51,20 +51,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--confirmed-only", action="store_true", help="only tumors with an outcome")
     args = parser.parse_args(argv)
 
+    return with_database(
+        "oncology-db", lambda engine, config: _run(args, engine, config["RETENTION_DAYS"])
+    )
+
+
+def with_database(prog: str, run: Callable[[sa.Engine, dict[str, Any]], int]) -> int:
+    """`run(engine, settings)` on the service's database (ONCOLOGY_DATABASE_URL), or exit 1 with
+    one line naming what is wrong: a setting, the URL (never its password), the database's
+    error (never the statement's parameters)."""
     try:
         config = load_config()
     except ValueError as error:
-        return _fail(str(error))
+        return _fail(prog, str(error))
     problem = database_problem(config["DATABASE_URL"])
     if problem:
-        return _fail(problem)
+        return _fail(prog, problem)
     engine = engine_for(config["DATABASE_URL"])
     try:
-        return _run(args, engine, config["RETENTION_DAYS"])
+        return run(engine, config)
     except sa.exc.SQLAlchemyError as error:
         original = getattr(error, "orig", None) or error
         reason = str(original).strip().splitlines()[0] if str(original).strip() else ""
-        return _fail(f"the database failed: {type(original).__name__}: {reason[:300]}")
+        return _fail(prog, f"the database failed: {type(original).__name__}: {reason[:300]}")
     finally:
         engine.dispose()
 
@@ -85,7 +94,7 @@ def _run(args: argparse.Namespace, engine: sa.Engine, retention_days: int) -> in
     elif args.command == "purge":
         days = args.days if args.days is not None else retention_days
         if days < 1:
-            return _fail("--days must be at least 1")
+            return _fail("oncology-db", "--days must be at least 1")
         cutoff = now() - dt.timedelta(days=days)
         answers, tumors = store.purge(cutoff)
         print(
@@ -121,8 +130,8 @@ def _write_csv(rows: Iterable[dict[str, Any]], out: TextIO) -> int:
     return count
 
 
-def _fail(message: str) -> int:
-    print(f"oncology-db: {message}", file=sys.stderr)
+def _fail(prog: str, message: str) -> int:
+    print(f"{prog}: {message}", file=sys.stderr)
     return 1
 
 

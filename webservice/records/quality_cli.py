@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from webservice.config import database_problem, load_config
+from webservice.records.cli import with_database
 from webservice.records.quality import (
     PROMOTE,
     ROLL_BACK,
@@ -32,7 +32,7 @@ from webservice.records.quality import (
     quality,
     verdict,
 )
-from webservice.records.store import RecordStore, engine_for
+from webservice.records.store import RecordStore
 
 EXIT_CODES = {PROMOTE: 0, WAIT: 3, ROLL_BACK: 4}
 
@@ -64,15 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--track", help="only this track (stable, canary)")
     args = parser.parse_args(argv)
 
-    try:
-        config = load_config()
-    except ValueError as error:
-        return _fail(str(error))
-    problem = database_problem(config["DATABASE_URL"])
-    if problem:
-        return _fail(problem)
-    engine = engine_for(config["DATABASE_URL"])
-    try:
+    def run(engine: sa.Engine, config: dict[str, Any]) -> int:
         store = RecordStore(engine)
         if args.command == "compare":
             return _compare(store, args)
@@ -80,11 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = quality(store, window, validation=served_validation(config["ARTIFACTS_DIR"]))
         print(json.dumps(report, indent=2) if args.json else table(report))
         return 0
-    except sa.exc.SQLAlchemyError as error:
-        original = getattr(error, "orig", None) or error
-        return _fail(f"the database failed: {type(original).__name__}")
-    finally:
-        engine.dispose()
+
+    return with_database("oncology-quality", run)
 
 
 def _compare(store: RecordStore, args: argparse.Namespace) -> int:
@@ -201,11 +190,6 @@ def _share(part: dict[str, Any]) -> str:
 
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
-
-
-def _fail(message: str) -> int:
-    print(f"oncology-quality: {message}", file=sys.stderr)
-    return 1
 
 
 if __name__ == "__main__":

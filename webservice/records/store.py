@@ -269,10 +269,8 @@ class RecordStore:
             return None
         first_id, position = parsed
         with self.engine.connect() as connection:
-            row = connection.execute(
-                sa.select(answers).where(answers.c.first_prediction_id == first_id)
-            ).first()
-            if row is None or position >= row.tumors:
+            row = _answer(connection, first_id, position)
+            if row is None:
                 return None
             if row.diagnoses[position] == ERASED:
                 raise Erased(prediction_id)
@@ -493,10 +491,8 @@ class RecordStore:
             return "unknown"
         first_id, position = parsed
         with self.engine.begin() as connection:
-            row = connection.execute(
-                sa.select(answers).where(answers.c.first_prediction_id == first_id)
-            ).first()
-            if row is None or position >= row.tumors:
+            row = _answer(connection, first_id, position)
+            if row is None:
                 return "unknown"
             if row.diagnoses[position] == ERASED:
                 return "already erased"
@@ -654,6 +650,14 @@ def _add_days(connection: sa.Connection, records: Sequence[AnswerRecord]) -> Non
             for (day, version, track), total in sums.items()
         ],
     )
+
+
+def _answer(connection: sa.Connection, first_id: str, position: int) -> Any:
+    """The answers row of a prediction (its answer's first id and its position), or None."""
+    row = connection.execute(
+        sa.select(answers).where(answers.c.first_prediction_id == first_id)
+    ).first()
+    return None if row is None or position >= row.tumors else row
 
 
 def _target(row: Any, position: int) -> Target:
