@@ -347,3 +347,28 @@ def test_postgres_migrates_from_empty_and_from_the_previous_revision_keeping_the
             assert current_revision(engine) is None
         finally:
             engine.dispose()
+
+
+@needs_postgres
+def test_answers_given_before_the_schema_exists_are_kept_until_it_does(tmp_path: Path) -> None:
+    """Pods that start before `make migrate-job` (no migration at start, as in Kubernetes): the
+    missing tables are retried like an unreachable database, never counted as refused."""
+    with (
+        running_postgres() as fresh,
+        serve(
+            tmp_path, fresh.url, ONCOLOGY_DB_MIGRATE="false", ONCOLOGY_RECORDS_FLUSH_SECONDS="0.2"
+        ) as server,
+    ):
+        with Load(server.port, threads=2) as load:
+            load.wait_for(100)
+            wait_until(lambda: metric(server, "oncology_prediction_records_write_errors_total") > 0)
+        engine = engine_for(fresh.url)
+        try:
+            from webservice.records.store import upgrade
+
+            upgrade(engine)
+        finally:
+            engine.dispose()
+        wait_until(lambda: metric(server, "oncology_prediction_records_pending") == 0)
+        assert stored(fresh.url, load.answered) == set(load.answered)
+        assert metric(server, "oncology_prediction_records_dropped_total") == 0

@@ -474,6 +474,21 @@ def test_a_full_buffer_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
     assert kept == {a.first_id for a in answers[2:]}  # the newest four
 
 
+def test_a_full_buffer_waits_for_a_reachable_database_rather_than_drop(tmp_path: Path) -> None:
+    """Backpressure: a buffer of 10 tumors, a writer due only every minute, answers of 5 tumors:
+    each request that fills the buffer waits for the writer, and nothing is dropped."""
+    path = tmp_path / "r.sqlite3"
+    upgrade(engine_for(f"sqlite:///{path}"))
+    writer = RecordWriter(store_at(path), capacity=10, interval=60, required=False)
+    dropped_before = metric("oncology_prediction_records_dropped_total", "reason=full")
+    answers = [an_answer(5) for _ in range(12)]
+    for answer in answers:
+        writer.add(answer)
+    assert metric("oncology_prediction_records_dropped_total", "reason=full") == dropped_before
+    assert writer.flush(timeout=10)
+    assert store_at(path).exists([a.first_id for a in answers]) == {a.first_id for a in answers}
+
+
 def test_required_records_refuse_predictions_and_readiness_when_the_buffer_is_full(
     tmp_path: Path,
 ) -> None:

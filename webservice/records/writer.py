@@ -7,10 +7,12 @@ What that costs and what it can lose (docs/records.md):
 - A graceful stop (SIGTERM, SIGHUP reload, scale-down) writes everything before the worker exits.
 - A killed worker loses at most what it answered in its last interval plus one write; the master
   counts that loss (`oncology_prediction_records_lost_total`, `unrecorded`) and logs it.
-- A buffer half full is written at once, not at the interval.
-- While the database is unreachable the buffer holds up to `capacity` tumors and the writer
-  retries; past that the default drops the oldest (counted), `required` refuses new predictions
-  (503, unready) until the database is back and the buffer drains.
+- A buffer half full is written at once, not at the interval; a full one, while the database is
+  reachable, holds the request that fills it until the writer has made room (backpressure, at
+  most `MAX_HOLD` seconds): a busy writer never drops records.
+- While the database is unreachable (or has no schema yet) the buffer holds up to `capacity`
+  tumors and the writer retries; past that the default drops the oldest (counted), `required`
+  refuses new predictions (503, unready) until the database is back and the buffer drains.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ from webservice.records.store import AnswerRecord, RecordStore
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 5.0  # seconds between retries while the database is unreachable
 MAX_GROUP = 100_000  # tumors per transaction
+MAX_HOLD = 2.0  # seconds a request may wait for room in a full buffer while the database answers
+# Errors the writer retries (the database is away, refuses connections, has no schema yet), as
+# against the ones that refuse particular answers.
+RETRIED = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.ProgrammingError)
 DROP_REASONS = ("full", "stopped", "rejected")
 
 
@@ -87,6 +93,8 @@ class RecordWriter:
             self._pending.append(record)
             self._tumors += count
             self._added += 1
+            if self._tumors > self.capacity and self._failing_since is None and self._thread:
+                self._make_room()
             if not self.required:
                 while self._tumors > self.capacity and len(self._pending) > 1:
                     oldest = self._pending.popleft()
@@ -99,6 +107,17 @@ class RecordWriter:
             self._start()
         elif self._tumors * 2 >= self.capacity and self._failing_since is None:
             self._wake.set()  # half full: write now rather than at the interval
+
+    def _make_room(self) -> None:
+        """Backpressure (the lock held): the database answers but the writer is behind, so wait
+        for it, up to MAX_HOLD, rather than drop what was answered."""
+        self._wake.set()
+        deadline = time.monotonic() + MAX_HOLD
+        while self._tumors > self.capacity and self._failing_since is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._settled_changed.wait(left)
 
     def flush(self, timeout: float) -> bool:
         """Write everything added so far; False when that did not happen within `timeout`."""
@@ -168,7 +187,7 @@ class RecordWriter:
         started = time.perf_counter()
         try:
             self.store.write(group)
-        except sa.exc.OperationalError as error:  # unreachable, locked, no schema: retry
+        except RETRIED as error:  # unreachable, locked, no schema yet: retry
             self._failed(group, error)
             return False
         except sa.exc.SQLAlchemyError:  # refused: find the answers it refuses, keep the rest
@@ -217,7 +236,7 @@ class RecordWriter:
                     self._tumors -= len(oldest.malignant)
                     self._settled += 1
                     dropped += len(oldest.malignant)
-                self._settled_changed.notify_all()
+            self._settled_changed.notify_all()  # settled, or failing: a held request goes on
         if dropped:
             RECORDS_DROPPED.labels("full").inc(dropped)
 
