@@ -83,6 +83,17 @@ def test_ids_are_uuid7_in_time_order_and_name_their_answer_and_position() -> Non
         assert ids.parse(bad) is None
 
 
+def test_a_single_prediction_is_packed_as_a_batch_of_one_would_be() -> None:
+    """The plain-Python packing of a single prediction's row gives the numpy one's bytes."""
+    row = [5.0, 1.0, 10.0, 1.0, 2.0, float("nan"), 3.0, 1.0, 1.0]
+    single = an_answer(1)._replace(rows=[row], malignant=[0.123456], flags=[True])
+    batch = single._replace(
+        rows=np.array([row]), malignant=np.array([0.123456]), flags=np.array([True])
+    )
+    assert pack(single) == pack(batch)
+    assert pack(single)["scores"] == bytes([5, 1, 10, 1, 2, 0, 3, 1, 1])
+
+
 def test_every_route_answers_ids_that_look_up_the_record(client: FlaskClient) -> None:
     single = client.post("/v1/predictions", json=SEED_JSON, headers={"X-Request-ID": "req-a"})
     batch = client.post("/v1/predictions/batch", json={"tumors": [SEED_JSON, MALIGNANT_JSON]})

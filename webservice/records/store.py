@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import struct
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -177,7 +178,23 @@ def _utc(value: dt.datetime) -> dt.datetime:
 
 def pack(record: AnswerRecord) -> dict[str, Any]:
     """An answers row: the tumors as packed arrays (see `webservice.records.schema`)."""
+    if isinstance(record.rows, list):  # a single prediction: plain Python beats numpy's fixed cost
+        return _row(
+            record,
+            bytes(0 if v != v else int(v) for row in record.rows for v in row),
+            struct.pack(f"<{len(record.malignant)}d", *record.malignant),
+            bytes(1 if flag else 0 for flag in record.flags),
+        )
     scores = np.asarray(record.rows, dtype=np.float64)
+    return _row(
+        record,
+        np.nan_to_num(scores, nan=0.0).astype(np.uint8).tobytes(),
+        np.asarray(record.malignant, dtype="<f8").tobytes(),
+        np.asarray(record.flags, dtype=np.uint8).tobytes(),
+    )
+
+
+def _row(record: AnswerRecord, scores: bytes, malignant: bytes, diagnoses: bytes) -> dict[str, Any]:
     return {
         "first_prediction_id": record.first_id,
         "answered_at": record.answered_at,
@@ -186,10 +203,10 @@ def pack(record: AnswerRecord) -> dict[str, Any]:
         "caller": record.caller,
         "request_id": record.request_id,
         "threshold": record.threshold,
-        "tumors": len(scores),
-        "scores": np.nan_to_num(scores, nan=0.0).astype(np.uint8).tobytes(),
-        "malignant_probabilities": np.asarray(record.malignant, dtype="<f8").tobytes(),
-        "diagnoses": np.asarray(record.flags, dtype=np.uint8).tobytes(),
+        "tumors": len(diagnoses),
+        "scores": scores,
+        "malignant_probabilities": malignant,
+        "diagnoses": diagnoses,
     }
 
 
@@ -612,11 +629,16 @@ def _add_days(connection: sa.Connection, records: Sequence[AnswerRecord]) -> Non
     cases (each probability the chance of malignant)."""
     sums: dict[tuple[dt.date, str, str], np.ndarray] = {}
     for record in records:
-        called = np.asarray(record.flags, dtype=bool)
-        p = np.asarray(record.malignant, dtype=np.float64)
-        on_called, on_others = float(p[called].sum()), float(p[~called].sum())
-        n_called = int(called.sum())
-        n_others = len(called) - n_called
+        if isinstance(record.flags, list):  # a few rows: plain Python beats numpy's fixed cost
+            n_called = sum(map(bool, record.flags))
+            on_called = sum(p for p, f in zip(record.malignant, record.flags, strict=True) if f)
+            on_others = sum(record.malignant) - on_called
+        else:
+            called = np.asarray(record.flags, dtype=bool)
+            p = np.asarray(record.malignant, dtype=np.float64)
+            on_called, on_others = float(p[called].sum()), float(p[~called].sum())
+            n_called = int(called.sum())
+        n_others = len(record.flags) - n_called
         key = (_utc(record.answered_at).date(), record.model_version, record.track)
         total = sums.setdefault(key, np.zeros(len(DAY_SUMS)))
         total += (
