@@ -180,6 +180,8 @@ def test_a_killed_worker_loses_only_its_buffer_and_the_loss_is_counted(tmp_path:
             victim = server.workers()[0]
             os.kill(victim, signal.SIGKILL)
             load.wait_for(len(load.answered) + 200)
+        # Counted by the master once it has reaped the worker (its loop wakes within a second).
+        wait_until(lambda: metric(server, "oncology_prediction_records_lost_total") > 0)
         lost = metric(server, "oncology_prediction_records_lost_total")
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=30) == 0
