@@ -68,7 +68,9 @@ def running_postgres() -> Iterator[Postgres]:
     """A started PostgreSQL with an empty database `oncology` owned by the role `oncology`."""
     bin_dir = postgres_bin()
     if bin_dir is None:
-        raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql")
+        raise RuntimeError(
+            "PostgreSQL is missing: run `make system-packages` (or apt-get install postgresql)"
+        )
     owner = None
     if os.geteuid() == 0:
         owner = "postgres" if _user_exists("postgres") else "nobody"

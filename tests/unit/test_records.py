@@ -551,7 +551,8 @@ def test_migrations_from_empty_and_from_the_previous_revision(tmp_path: Path) ->
     (group,) = groups(store, Window())
     assert group.answered.tolist() == [2, 0] and group.expected[0].sum() == pytest.approx(2)
     second = ids.ids(answer.first_id[:-6], 2)[1]
-    assert store.record(second)["tumor"] == dict.fromkeys(FEATURES, 3)  # type: ignore[index]
+    record = store.record(second)
+    assert record is not None and record["tumor"] == dict.fromkeys(FEATURES, 3)
     downgrade(engine, "0001")
     assert "outcomes" not in sa.inspect(engine).get_table_names()
     upgrade(engine)

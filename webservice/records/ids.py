@@ -59,6 +59,15 @@ def parse(prediction_id: str) -> tuple[str, int] | None:
     return prediction_id[:-_SUFFIX_DIGITS] + "000000", int(prediction_id[-_SUFFIX_DIGITS:], 16)
 
 
+def split(prediction_id: str) -> tuple[str, int]:
+    """`parse` of an id already validated (the outcomes' contract checks them): ValueError
+    otherwise."""
+    parsed = parse(prediction_id)
+    if parsed is None:
+        raise ValueError(f"{prediction_id!r} is not a prediction id")
+    return parsed
+
+
 def answered_ms(prediction_id: str) -> int:
     """The millisecond (Unix time) in a valid id."""
     return int(prediction_id[:8] + prediction_id[9:13], 16)

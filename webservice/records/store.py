@@ -395,7 +395,7 @@ class RecordStore:
         """Per report, the predictions it names (an erased one with answer id -1)."""
         columns = (answers.c.id, answers.c.model_version, answers.c.track, answers.c.diagnoses)
         by_first: dict[str, Any] = {}
-        first_ids = {ids.parse(r.prediction_id)[0] for r in reports if r.prediction_id}  # type: ignore[index]
+        first_ids = {ids.split(r.prediction_id)[0] for r in reports if r.prediction_id}
         for chunk in _chunks(sorted(first_ids)):
             for row in connection.execute(
                 sa.select(answers.c.first_prediction_id, *columns).where(
@@ -424,7 +424,7 @@ class RecordStore:
                 targets.append(by_case.get(report.case_reference, []))
                 continue
             assert report.prediction_id is not None
-            first_id, position = ids.parse(report.prediction_id)  # type: ignore[misc]
+            first_id, position = ids.split(report.prediction_id)
             answer = by_first.get(first_id)
             if answer is None or position >= len(answer.diagnoses):
                 targets.append([])
@@ -649,11 +649,11 @@ def _add_days(connection: sa.Connection, records: Sequence[AnswerRecord]) -> Non
             on_others,
             n_others - on_others,
         )
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    statement = insert(answer_days)
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    # Each dialect's own INSERT ... ON CONFLICT (one name for two classes: Any to mypy).
+    upsert: Any = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    statement = upsert(answer_days)
     statement = statement.on_conflict_do_update(
         index_elements=["day", "model_version", "track"],
         set_={name: answer_days.c[name] + statement.excluded[name] for name in DAY_SUMS},

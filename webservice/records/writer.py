@@ -263,7 +263,7 @@ def unrecorded(pid: int, folder: str) -> int:
 
     totals = {"queued": 0.0, "written": 0.0, "dropped": 0.0}
     for path in glob.glob(os.path.join(folder, f"counter_{pid}.db")):
-        values = MmapedDict.read_all_values_from_file(path)  # type: ignore[no-untyped-call]
+        values = MmapedDict.read_all_values_from_file(path)  # type: ignore[no-untyped-call]  # untyped lib
         for key, value, _, _ in values:
             name = json.loads(key)[1]
             for kind in totals:
