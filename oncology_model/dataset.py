@@ -4,7 +4,12 @@ The UCI format has no header: comma-separated, eleven columns: sample code numbe
 (`?` where not measured) and the class (2 benign, 4 malignant). The original file ships in
 `oncology_model.data`. A headered file (a spreadsheet export) names its columns in its first line:
 `sample_code_number`, the nine score names of `FEATURES` and `class`, in any order; an empty cell
-is not measured too.
+is not measured too, and a sample code may be any text (a prediction id, an accession number).
+
+A data file may have a manifest beside it, `NAME.manifest.json` (what `oncology-cases export`
+writes: the query that selected the rows, their count per class, the file's SHA-256). The
+manifest is checked against the file and kept in the Dataset, so that a model's metadata names the
+data it learned from; a folder's manifests are not read as data.
 
 `CsvTable` reads either kind in blocks of lines with `pandas.read_csv`, every cell as text
 (dtype object, no NA guessing: pandas would read `nan`, `NA` or `null` as missing and refuse `x`
@@ -23,12 +28,13 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
 
 from oncology_model.datamodel import FEATURES, SCORE_MAX, SCORE_MIN, Prediction
+from oncology_model.manifest import checked_manifest, is_manifest
 
 BUNDLED_DATA_FILE = "breast-cancer-wisconsin.data"
 ID_COLUMN = "sample_code_number"
@@ -45,13 +51,15 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """Scores `X` (float, NaN where not measured), labels `y` (1 malignant) and sample ids."""
+    """Scores `X` (float, NaN where not measured), labels `y` (1 malignant), sample ids (int64,
+    or text when some file's codes are not all integers) and the files' manifests, if any."""
 
     X: np.ndarray
     y: np.ndarray
     sample_ids: np.ndarray
     sha256: str
     source: str
+    manifests: tuple[dict[str, Any], ...] = ()
 
     @property
     def n_rows(self) -> int:
@@ -215,6 +223,11 @@ def load_dataset(*, path: Path | None = None) -> Dataset:
         raw = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"cannot read data file {path}: {exc.strerror}") from exc
+    sha256 = hashlib.sha256(raw).hexdigest()
+    try:
+        manifest = checked_manifest(path, sha256)
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
     try:
         table = CsvTable(io.BytesIO(raw))
         _check_training_header(table)
@@ -233,10 +246,22 @@ def load_dataset(*, path: Path | None = None) -> Dataset:
     return Dataset(
         X=X,
         y=np.concatenate(columns[CLASS_COLUMN]).astype(np.int64),
-        sample_ids=np.concatenate(columns[ID_COLUMN]).astype(np.int64),
-        sha256=hashlib.sha256(raw).hexdigest(),
+        sample_ids=_sample_ids(np.concatenate(columns[ID_COLUMN])),
+        sha256=sha256,
         source=path.name,
+        manifests=(manifest,) if manifest else (),
     )
+
+
+def _sample_ids(codes: np.ndarray) -> np.ndarray:
+    """Sample codes as int64 when they are all integers (the UCI file's: grouped cross-validation
+    then folds exactly as it always has), else as text."""
+    if codes.dtype != object:
+        return codes.astype(np.int64)
+    texts = pd.Series(codes, dtype=object)
+    if texts.str.fullmatch(r"[+-]?\d{1,18}").all():
+        return np.asarray(texts.astype(np.int64))
+    return np.asarray(texts, dtype=object)
 
 
 def _check_training_header(table: CsvTable) -> None:
@@ -261,6 +286,14 @@ def _training_values(table: CsvTable, cells: pd.DataFrame) -> dict[str, np.ndarr
     values: dict[str, np.ndarray] = {}
     first: tuple[int, int, str] | None = None
     for position, name in enumerate(table.columns):
+        if name == ID_COLUMN and table.headered:
+            codes_text = cells[position].to_numpy(dtype=object)
+            values[name] = np.array([text.strip() for text in codes_text], dtype=object)
+            empty = np.flatnonzero(values[name] == "")
+            if len(empty):
+                candidate = (int(cells.index[empty[0]]), position, f"{ID_COLUMN} is empty")
+                first = candidate if first is None else min(first, candidate)
+            continue
         if name == ID_COLUMN:
             convert: Callable[[str], tuple[float, str | None]] = _id_cell
         elif name == CLASS_COLUMN:
@@ -325,7 +358,11 @@ def load_datasets(paths: list[Path]) -> Dataset:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and not p.name.startswith(".") and not is_manifest(p)
+            )
             if not found:
                 raise DatasetError(f"data folder {path} holds no files")
             files.extend(found)
@@ -338,12 +375,16 @@ def load_datasets(paths: list[Path]) -> Dataset:
 def concat_datasets(parts: list[Dataset]) -> Dataset:
     """The rows of several Datasets, in order, as one."""
     listing = "".join(f"{part.sha256}  {part.source}\n" for part in parts)
+    ids = [part.sample_ids for part in parts]
+    if any(codes.dtype == object for codes in ids):  # text and integer codes: all as text
+        ids = [codes.astype(str).astype(object) for codes in ids]
     return Dataset(
         X=np.concatenate([part.X for part in parts]),
         y=np.concatenate([part.y for part in parts]),
-        sample_ids=np.concatenate([part.sample_ids for part in parts]),
+        sample_ids=np.concatenate(ids),
         sha256=hashlib.sha256(listing.encode()).hexdigest(),
         source=", ".join(part.source for part in parts),
+        manifests=tuple(manifest for part in parts for manifest in part.manifests),
     )
 
 

@@ -403,7 +403,13 @@ def model_metadata(
             ONNX_FILE: {"sha256": sha256_of(onnx_bytes), "bytes": len(onnx_bytes)},
             JOBLIB_FILE: {"sha256": sha256_of(joblib_bytes), "bytes": len(joblib_bytes)},
         },
-        "training_data": {"file": data.source, "sha256": data.sha256, "rows": data.n_rows},
+        "training_data": {
+            "file": data.source,
+            "sha256": data.sha256,
+            "rows": data.n_rows,
+            # What selected the rows, for files exported with a manifest (`oncology-cases`).
+            **({"manifests": list(data.manifests)} if data.manifests else {}),
+        },
         # For the gate: which evaluation rows this model has seen (row_fingerprints' docstring).
         "training_rows": {"fingerprint": FINGERPRINT, "distinct": row_fingerprints(data)},
         "libraries": library_versions(),

@@ -7,7 +7,13 @@ import hashlib
 import numpy as np
 import pytest
 
-from oncology_model.dataset import UCI_COLUMNS, DatasetError, bundled_data_path, load_dataset
+from oncology_model.dataset import (
+    UCI_COLUMNS,
+    DatasetError,
+    bundled_data_path,
+    load_dataset,
+    load_datasets,
+)
 
 UCI_MD5 = "52b89051b9bd37a91a54e8570b963719"  # from the data README
 
@@ -131,4 +137,20 @@ def test_empty_files_have_no_rows(tmp_path) -> None:
     path = tmp_path / "empty.csv"
     path.write_text("\n" + ",".join(UCI_COLUMNS) + "\n\n")
     with pytest.raises(DatasetError, match="no rows"):
+        load_dataset(path=path)
+
+
+def test_a_headered_file_may_name_samples_by_text(tmp_path) -> None:
+    """Exported cases are named by prediction id: text codes are kept as text, integer codes
+    stay integers (the bundled file's grouped folds do not change), and together both are text."""
+    header = ",".join(UCI_COLUMNS)
+    path = tmp_path / "cases.csv"
+    path.write_text(f"{header}\nab-1,5,1,1,1,2,,3,1,1,2\nab-2,10,9,9,8,7,10,9,7,1,4\n")
+    data = load_dataset(path=path)
+    assert list(data.sample_ids) == ["ab-1", "ab-2"] and data.sample_ids.dtype == object
+    assert load_dataset().sample_ids.dtype == np.int64
+    both = load_datasets([bundled_data_path(), path])
+    assert both.sample_ids[0] == "1000025" and both.sample_ids[-1] == "ab-2"
+    path.write_text(f"{header}\nab-1,5,1,1,1,2,,3,1,1,2\n ,5,1,1,1,2,1,3,1,1,2\n")
+    with pytest.raises(DatasetError, match="line 3: sample_code_number is empty"):
         load_dataset(path=path)
