@@ -82,14 +82,18 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY gunicorn.conf.py ./
 COPY webservice ./webservice
-# `oncology-db` (migrations, retention, erasure, export: the Kubernetes Jobs run it), and a folder
+# `oncology-db` (migrations, retention, erasure, export: the Kubernetes Jobs run it), `oncology-quality`
+# and `oncology-cases` (confirmed cases as training data), and a folder
 # for the prediction record's default SQLite file (mount a volume there to keep it; Kubernetes
 # uses PostgreSQL instead, see k8s/).
 RUN /opt/venv/bin/python -m compileall -q /app \
     && printf '#!/bin/sh\nexec python -m webservice.records "$@"\n' > /usr/local/bin/oncology-db \
     && printf '#!/bin/sh\nexec python -m webservice.records.quality_cli "$@"\n' \
         > /usr/local/bin/oncology-quality \
+    && printf '#!/bin/sh\nexec python -m webservice.records.cases "$@"\n' \
+        > /usr/local/bin/oncology-cases \
     && chmod 0755 /usr/local/bin/oncology-db /usr/local/bin/oncology-quality \
+        /usr/local/bin/oncology-cases \
     && install -d -o 10001 -g 10001 -m 0750 /var/lib/oncology
 # TMPDIR: nginx's configuration, its temporary files and gunicorn's socket; /dev/shm is what a
 # read-only container (`docker run --read-only`) can still write. Kubernetes mounts a volume.

@@ -256,6 +256,9 @@ def check_image(image: str, version: str) -> dict[str, object]:
         assert parser.returncode == 0, "no C header parser for gunicorn:\n" + parser.stderr
         compiler = docker("exec", container, "sh", "-c", "command -v gcc cc", check=False)
         assert compiler.returncode != 0, "a compiler in the runtime image: " + compiler.stdout
+        for command in ("oncology-db", "oncology-quality", "oncology-cases"):  # no pandas here
+            usage = docker("exec", container, command, "--help", check=False)
+            assert usage.returncode == 0 and "usage:" in usage.stdout, command + usage.stderr
 
         health = "starting"
         deadline = time.monotonic() + 20

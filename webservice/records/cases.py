@@ -1,0 +1,181 @@
+"""`oncology-cases export`: the record's confirmed cases as training data.
+
+    oncology-cases export -o cases.csv [--since D] [--until D] [--model-version V] [--track T]
+
+Writes every prediction on record that has a confirmed outcome, answered in the window, as the
+headered CSV that `oncology-train --data` and `oncology-compare --holdout` read: the prediction id
+as `sample_code_number`, the nine scores as the service was sent them (an empty cell where not
+measured) and the class from the outcome (2 benign, 4 malignant; a corrected outcome's latest
+value). Erased predictions are left out. Beside it, `cases.csv.manifest.json`: the query, the rows
+per class, the file's SHA-256; training checks the file against it and names it in the model's
+metadata. Nothing is written when no case matches (exit 1). `python -m webservice.records.cases`
+in a checkout; the database is ONCOLOGY_DATABASE_URL's, as for `oncology-db`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+import sqlalchemy as sa
+
+from oncology_model.datamodel import FEATURES
+from oncology_model.manifest import manifest_path
+from oncology_model.words import counted
+from webservice.records import ids
+from webservice.records.cli import with_database
+from webservice.records.quality import Window
+from webservice.records.schema import answers, outcomes
+from webservice.records.store import ERASED, current_revision, now
+
+COLUMNS = ("sample_code_number", *FEATURES, "class")
+CLASS_CODES = {"benign": "2", "malignant": "4"}
+MANIFEST_KIND = "oncology-confirmed-cases"
+_CHUNK = 200
+
+
+def confirmed_cases(engine: sa.Engine, window: Window) -> Iterator[tuple[str, bytes, str]]:
+    """(prediction id, the nine score codes, outcome) of every confirmed, unerased prediction
+    answered in the window, oldest answer first, then by position."""
+    with engine.connect() as connection:
+        confirmed: dict[int, list[tuple[int, str]]] = {}
+        for answer_id, position, outcome in connection.execute(
+            sa.select(outcomes.c.answer_id, outcomes.c.position, outcomes.c.outcome)
+            .join(answers, answers.c.id == outcomes.c.answer_id)
+            .where(*window.where())
+        ):
+            confirmed.setdefault(answer_id, []).append((position, outcome))
+        chosen = sorted(confirmed)
+        columns = (
+            answers.c.id,
+            answers.c.answered_at,
+            answers.c.first_prediction_id,
+            answers.c.scores,
+            answers.c.diagnoses,
+        )
+        rows: list[Any] = []
+        for start in range(0, len(chosen), _CHUNK):
+            rows += connection.execute(
+                sa.select(*columns).where(answers.c.id.in_(chosen[start : start + _CHUNK]))
+            ).all()
+    for row in sorted(rows, key=lambda row: (row.answered_at, row.id)):
+        block = row.first_prediction_id[:-6]
+        last = max(position for position, _ in confirmed[row.id])
+        prediction_ids = ids.ids(block, last + 1)
+        for position, outcome in sorted(confirmed[row.id]):
+            if row.diagnoses[position] != ERASED:
+                scores = row.scores[position * 9 : position * 9 + 9]
+                yield prediction_ids[position], scores, outcome
+
+
+def export(engine: sa.Engine, window: Window, output: Path) -> dict[str, Any] | None:
+    """Write the window's confirmed cases to `output` and its manifest beside it; the manifest,
+    or None (nothing written) when there is no case. Each file appears whole or not at all."""
+    per_class = {"benign": 0, "malignant": 0}
+    try:
+        with _replacing(output) as out:
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(COLUMNS)
+            for prediction_id, scores, outcome in confirmed_cases(engine, window):
+                cells = [str(code) if code else "" for code in scores]
+                writer.writerow((prediction_id, *cells, CLASS_CODES[outcome]))
+                per_class[outcome] += 1
+            if not sum(per_class.values()):
+                raise _NoCases
+    except _NoCases:
+        return None
+    manifest = {
+        "kind": MANIFEST_KIND,
+        "file": output.name,
+        "sha256": hashlib.sha256(output.read_bytes()).hexdigest(),
+        "rows": sum(per_class.values()),
+        "rows_per_class": per_class,
+        "query": {
+            "since": _day(window.since),
+            "until": _day(window.until),
+            "model_version": window.model_version,
+            "track": window.track,
+            "rule": (
+                "every prediction with a confirmed outcome, answered on or after `since` and "
+                "before `until` (UTC days), with its latest outcome; erased predictions left out"
+            ),
+        },
+        "exported_at": now().isoformat().replace("+00:00", "Z"),
+        "schema_revision": current_revision(engine),
+    }
+    with _replacing(manifest_path(output)) as out:
+        out.write(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+class _NoCases(Exception):
+    pass
+
+
+@contextmanager
+def _replacing(destination: Path) -> Iterator[TextIO]:
+    """A text file written beside `destination` and renamed onto it once whole."""
+    handle, name = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+    temporary = Path(name)
+    try:
+        with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
+            yield out
+        temporary.replace(destination)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _day(value: dt.datetime | None) -> str | None:
+    return value.date().isoformat() if value else None
+
+
+def _date(text: str) -> dt.datetime:
+    return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), tzinfo=dt.UTC)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="oncology-cases", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    command = commands.add_parser("export", help="confirmed cases as training data, with manifest")
+    command.add_argument("-o", "--output", type=Path, required=True, help="CSV file to write")
+    command.add_argument("--since", type=_date, help="answered on or after, YYYY-MM-DD (UTC)")
+    command.add_argument("--until", type=_date, help="answered before, YYYY-MM-DD (UTC)")
+    command.add_argument("--model-version", help="only answers of this model version")
+    command.add_argument("--track", help="only answers of this track (stable, canary)")
+    args = parser.parse_args(argv)
+    if not args.output.parent.is_dir():
+        print(f"oncology-cases: folder {args.output.parent} does not exist", file=sys.stderr)
+        return 1
+    window = Window(args.since, args.until, args.model_version, args.track)
+
+    def run(engine: sa.Engine, _config: dict[str, Any]) -> int:
+        manifest = export(engine, window, args.output)
+        if manifest is None:
+            print(
+                "oncology-cases: no confirmed case in the window: nothing written", file=sys.stderr
+            )
+            return 1
+        classes = manifest["rows_per_class"]
+        print(
+            f"exported {counted(manifest['rows'], 'confirmed case')} ({classes['benign']} benign, "
+            f"{classes['malignant']} malignant) to {args.output}, manifest "
+            f"{args.output.name}.manifest.json (SHA-256 {manifest['sha256'][:12]}...)",
+            file=sys.stderr,
+        )
+        return 0
+
+    return with_database("oncology-cases", run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
