@@ -107,17 +107,22 @@ class Prometheus:
 
 @contextmanager
 def prometheus(
-    workdir: Path, *, target: str, rules: str, scrape_interval: str = "1s"
+    workdir: Path, *, target: str | list[str], rules: str, scrape_interval: str = "1s"
 ) -> Iterator[Prometheus]:
-    """Prometheus scraping `target` (host:port) as the job the rules expect, evaluating `rules`
-    (rule-file text) every scrape interval."""
+    """Prometheus scraping `target` (host:port, or several: pods of one job) as the job the
+    rules expect, evaluating `rules` (rule-file text) every scrape interval."""
     ensure_prometheus()
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "rules.yaml").write_text(rules)
     config = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "rule_files": [str(workdir / "rules.yaml")],
-        "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [target]}]}],
+        "scrape_configs": [
+            {
+                "job_name": JOB,
+                "static_configs": [{"targets": [target] if isinstance(target, str) else target}],
+            }
+        ],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
