@@ -224,6 +224,8 @@ def test_outcomes_judge_the_canary_and_confirmed_cases_train_the_next_model(
         "oncology_model.compare",
         "--candidate",
         str(retrained),
+        "--holdout",
+        str(cases),  # the gate reads the export too (both models saw these rows: optimistic)
         "--json",
         str(tmp_path / "gate.json"),
     )

@@ -72,7 +72,10 @@ card_model = ns.model(
             required=True,
         ),
         "artifacts": fields.Raw(required=True, description="SHA-256 of every artifact"),
-        "training_data": fields.Raw(required=True, description="File, SHA-256 and row count"),
+        "training_data": fields.Raw(
+            required=True,
+            description="File, SHA-256, row count and, for exported cases, their manifests",
+        ),
         "trained_at": fields.String(required=True, description="ISO 8601 date of training"),
         "intended_use": fields.String(required=True),
         "limitations": fields.String(required=True),
