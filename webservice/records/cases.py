@@ -34,45 +34,31 @@ from oncology_model.manifest import manifest_path
 from oncology_model.words import counted
 from webservice.records import ids
 from webservice.records.cli import with_database
-from webservice.records.quality import Window
-from webservice.records.schema import answers, outcomes
+from webservice.records.quality import Window, confirmed_answers
+from webservice.records.schema import answers
 from webservice.records.store import ERASED, current_revision, now
 
 COLUMNS = ("sample_code_number", *FEATURES, "class")
 CLASS_CODES = {"benign": "2", "malignant": "4"}
 MANIFEST_KIND = "oncology-confirmed-cases"
-_CHUNK = 200
 
 
 def confirmed_cases(engine: sa.Engine, window: Window) -> Iterator[tuple[str, bytes, str]]:
     """(prediction id, the nine score codes, outcome) of every confirmed, unerased prediction
     answered in the window, oldest answer first, then by position."""
     with engine.connect() as connection:
-        confirmed: dict[int, list[tuple[int, str]]] = {}
-        for answer_id, position, outcome in connection.execute(
-            sa.select(outcomes.c.answer_id, outcomes.c.position, outcomes.c.outcome)
-            .join(answers, answers.c.id == outcomes.c.answer_id)
-            .where(*window.where())
-        ):
-            confirmed.setdefault(answer_id, []).append((position, outcome))
-        chosen = sorted(confirmed)
-        columns = (
-            answers.c.id,
-            answers.c.answered_at,
-            answers.c.first_prediction_id,
-            answers.c.scores,
-            answers.c.diagnoses,
+        rows = list(
+            confirmed_answers(
+                connection,
+                window,
+                answers.c.answered_at,
+                answers.c.first_prediction_id,
+                answers.c.scores,
+            )
         )
-        rows: list[Any] = []
-        for start in range(0, len(chosen), _CHUNK):
-            rows += connection.execute(
-                sa.select(*columns).where(answers.c.id.in_(chosen[start : start + _CHUNK]))
-            ).all()
-    for row in sorted(rows, key=lambda row: (row.answered_at, row.id)):
-        block = row.first_prediction_id[:-6]
-        last = max(position for position, _ in confirmed[row.id])
-        prediction_ids = ids.ids(block, last + 1)
-        for position, outcome in sorted(confirmed[row.id]):
+    for row, confirmed in sorted(rows, key=lambda found: (found[0].answered_at, found[0].id)):
+        prediction_ids = ids.ids(row.first_prediction_id[:-6], confirmed[-1][0] + 1)
+        for position, outcome in confirmed:
             if row.diagnoses[position] != ERASED:
                 scores = row.scores[position * 9 : position * 9 + 9]
                 yield prediction_ids[position], scores, outcome

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -215,34 +216,45 @@ def groups(store: RecordStore, window: Window, *, by: str = "version") -> list[G
                 (day.expected_tn, day.expected_fn),
                 (day.expected_fp, day.expected_tp),
             )
-        confirmed: dict[int, list[tuple[int, str]]] = {}
-        for answer_id, position, outcome in connection.execute(
-            sa.select(outcomes.c.answer_id, outcomes.c.position, outcomes.c.outcome)
-            .join(answers, answers.c.id == outcomes.c.answer_id)
-            .where(*window.where())
-        ):
-            confirmed.setdefault(answer_id, []).append((position, outcome))
-        chosen = sorted(confirmed)
-        columns = (
-            answers.c.id,
+        for row, confirmed in confirmed_answers(
+            connection,
+            window,
             answers.c.model_version,
             answers.c.track,
-            answers.c.diagnoses,
             answers.c.malignant_probabilities,
-        )
-        for start in range(0, len(chosen), 200):
-            for row in connection.execute(
-                sa.select(*columns).where(answers.c.id.in_(chosen[start : start + 200]))
-            ):
-                group = group_of(row.model_version, row.track)
-                predicted = np.frombuffer(row.diagnoses, dtype=np.uint8)
-                probabilities = np.frombuffer(row.malignant_probabilities, dtype="<f8")
-                for position, outcome in confirmed[row.id]:
-                    if predicted[position] != ERASED:
-                        malignant = 1 if outcome == "malignant" else 0
-                        probability = float(probabilities[position])
-                        group.add_confirmed(probability, int(predicted[position]), malignant)
+        ):
+            group = group_of(row.model_version, row.track)
+            predicted = np.frombuffer(row.diagnoses, dtype=np.uint8)
+            probabilities = np.frombuffer(row.malignant_probabilities, dtype="<f8")
+            for position, outcome in confirmed:
+                if predicted[position] != ERASED:
+                    malignant = 1 if outcome == "malignant" else 0
+                    probability = float(probabilities[position])
+                    group.add_confirmed(probability, int(predicted[position]), malignant)
     return [found[key] for key in sorted(found)]
+
+
+def confirmed_answers(
+    connection: sa.Connection, window: Window, *columns: sa.Column[Any]
+) -> Iterator[tuple[Any, list[tuple[int, str]]]]:
+    """The answers in the window that have outcomes, with their (position, outcome) pairs in
+    position order: `columns` of each answers row besides its id and diagnoses, in batches of
+    200 rows (only the answers with an outcome are read, however many the record holds)."""
+    confirmed: dict[int, list[tuple[int, str]]] = {}
+    for answer_id, position, outcome in connection.execute(
+        sa.select(outcomes.c.answer_id, outcomes.c.position, outcomes.c.outcome)
+        .join(answers, answers.c.id == outcomes.c.answer_id)
+        .where(*window.where())
+    ):
+        confirmed.setdefault(answer_id, []).append((position, outcome))
+    chosen = sorted(confirmed)
+    for start in range(0, len(chosen), 200):
+        for row in connection.execute(
+            sa.select(answers.c.id, answers.c.diagnoses, *columns).where(
+                answers.c.id.in_(chosen[start : start + 200])
+            )
+        ):
+            yield row, sorted(confirmed[row.id])
 
 
 def quality(
