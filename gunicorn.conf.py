@@ -57,7 +57,35 @@ def on_starting(server):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
         _own_metrics_dir.append(folder)
     server.log.info("metrics folder %s", folder)
+    _fetch_model_once(server)
     _migrate_once(server)
+
+
+_own_model_dir = []  # the model folder _fetch_model_once downloaded into, removed on exit
+
+
+def _fetch_model_once(server):
+    """A model in a bucket (ONCOLOGY_ARTIFACTS_DIR=s3://BUCKET/PREFIX/): downloaded and verified
+    here, once, before the workers start, and the log says how long it took (a part of the
+    start-to-ready time); the workers then load the local copy. When it fails, each worker
+    tries once itself and stays unready, naming the missing or altered object."""
+    from webservice.config import load_config
+
+    source = load_config()["ARTIFACTS_DIR"]
+    if not source or not source.startswith("s3://"):
+        return
+    from oncology_model.integrity import ArtifactError
+    from oncology_model.model_storage import fetched_model
+    from oncology_model.storage import ObjectUrl
+
+    try:
+        fetched = fetched_model(ObjectUrl.parse(source))
+    except ArtifactError as exc:
+        server.log.error("Model not downloaded (each worker tries once more): %s", exc)
+        return
+    _own_model_dir.append(str(fetched.directory))
+    os.environ["ONCOLOGY_ARTIFACTS_DIR"] = str(fetched.directory)
+    server.log.info("%s", fetched.summary())
 
 
 def _migrate_once(server):
@@ -114,7 +142,7 @@ def worker_exit(server, worker):
 
 
 def on_exit(server):
-    for folder in _own_metrics_dir:
+    for folder in _own_metrics_dir + _own_model_dir:
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from oncology_model.dataset import (
     load_datasets,
 )
 from oncology_model.integrity import ArtifactError, bundled_artifacts_dir, verify_artifacts
+from oncology_model.model_storage import LocalData, local_model
+from oncology_model.storage import ObjectUrl, StorageError, location, put_bytes
 from oncology_model.verify import SEED_TUMOR
 
 REFERENCE_SEED = 20261121
@@ -307,30 +310,66 @@ def main(argv: list[str] | None = None) -> int:
         prog="oncology-compare",
         description="Release gate: judge a candidate model against the serving one.",
     )
-    parser.add_argument("--candidate", type=Path, required=True, help="the candidate's artifacts")
     parser.add_argument(
-        "--baseline", type=Path, help="the serving model's artifacts (default: the bundled model)"
+        "--candidate",
+        type=location,
+        required=True,
+        help="the candidate's artifacts (a folder, or s3://BUCKET/PREFIX/ of a model version)",
     )
     parser.add_argument(
-        "--holdout", type=Path, nargs="+", help="UCI files or folders neither model was trained on"
+        "--baseline",
+        type=location,
+        help="the serving model's artifacts, as --candidate (default: the bundled model)",
     )
     parser.add_argument(
-        "--json", type=Path, default=Path("build/gate/compare.json"), help="where to write JSON"
+        "--holdout",
+        type=location,
+        nargs="+",
+        help="UCI files or folders (or s3:// objects or prefixes) neither model was trained on",
+    )
+    parser.add_argument(
+        "--json",
+        type=location,
+        default=Path("build/gate/compare.json"),
+        help="where to write JSON (a file, or s3://BUCKET/KEY)",
     )
     for field, value in asdict(defaults).items():
         parser.add_argument(f"--{field.replace('_', '-')}", type=float, default=value)
     args = parser.parse_args(argv)
     rule = GateRule(**{field: getattr(args, field) for field in asdict(defaults)})
-    try:
-        result = compare(
-            args.candidate, args.baseline or bundled_artifacts_dir(), args.holdout, rule
-        )
-    except (ArtifactError, DatasetError) as exc:
-        print(f"oncology-compare: {exc}", file=sys.stderr)
-        return 2
+    with tempfile.TemporaryDirectory(prefix="oncology-compare-") as scratch:
+        holdout = None
+        try:
+            models = {
+                role: local_model(where, Path(scratch))
+                for role, where in (
+                    ("candidate", args.candidate),
+                    ("baseline", args.baseline or bundled_artifacts_dir()),
+                )
+            }
+            holdout = LocalData(args.holdout, Path(scratch)) if args.holdout else None
+            result = compare(
+                models["candidate"], models["baseline"], holdout.paths if holdout else None, rule
+            )
+        except (ArtifactError, DatasetError, StorageError) as exc:
+            message = holdout.shown(str(exc)) if holdout else str(exc)
+            print(f"oncology-compare: {message}", file=sys.stderr)
+            return 2
+    # The models as named on the command line (a bucket's, not the temporary download).
+    result["candidate"]["dir"] = str(args.candidate)
+    if args.baseline is not None:
+        result["baseline"]["dir"] = str(args.baseline)
     print(render(result, rule))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(result, indent=2) + "\n"
+    if isinstance(args.json, ObjectUrl):
+        try:
+            put_bytes(args.json, text.encode())
+        except StorageError as exc:
+            print(f"oncology-compare: the JSON was not written: {exc}", file=sys.stderr)
+            return 2
+    else:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text, encoding="utf-8")
     print(f"(JSON: {args.json})")
     return 0 if result["accepted"] else 1
 

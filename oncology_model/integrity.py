@@ -44,9 +44,14 @@ def read_metadata(directory: Path) -> dict[str, Any]:
         ) from None
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"model metadata {path} is unreadable: {exc}") from None
+    return checked_metadata(metadata, str(path))
+
+
+def checked_metadata(metadata: Any, where: str) -> dict[str, Any]:
+    """Parsed metadata (read from `where`), once it is of this version's format."""
     if not isinstance(metadata, dict) or metadata.get("format") != METADATA_FORMAT:
         raise ArtifactError(
-            f"model metadata {path} is not format {METADATA_FORMAT}: retrain with this version"
+            f"model metadata {where} is not format {METADATA_FORMAT}: retrain with this version"
         )
     return metadata
 

@@ -10,6 +10,10 @@ Bad records are never dropped silently: by default the run stops at the first bl
 names them (line, column, value, rule) and exits 1, and OUTPUT is not created (nor is an existing
 OUTPUT touched: the output is written to a temporary file renamed at the end). With `--errors
 FILE`, bad records go to FILE (line, reason, record) and the run reports how many.
+
+INPUT, OUTPUT, FILE and `--artifacts` may be `s3://BUCKET/KEY` objects (`oncology_model.storage`):
+the input is read as it is scored, the output uploaded in parts that become the object only at
+the end (none is left when the run stops), so memory stays bounded there too.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
 import numpy as np
 
@@ -37,6 +41,7 @@ from oncology_model.datamodel import (
     cell_value,
 )
 from oncology_model.integrity import ArtifactError
+from oncology_model.storage import AtomicObject, ObjectUrl, StorageError, location, open_object
 from oncology_model.words import counted, duration
 
 if TYPE_CHECKING:  # pandas comes with these; main() checks it is installed before importing them
@@ -48,11 +53,21 @@ SHOWN_ERRORS = 10
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oncology-predict", description=__doc__.split("\n")[0])
-    parser.add_argument("input", type=Path, help="a UCI-format or headered CSV file")
-    parser.add_argument("-o", "--output", type=Path, help="the scored CSV (default: stdout)")
-    parser.add_argument("--errors", type=Path, help="write bad records here instead of failing")
+    parser.add_argument(
+        "input", type=location, help="a UCI-format or headered CSV file (or s3://BUCKET/KEY)"
+    )
+    parser.add_argument(
+        "-o", "--output", type=location, help="the scored CSV (default: stdout; or s3://...)"
+    )
+    parser.add_argument(
+        "--errors", type=location, help="write bad records here instead of failing (or s3://...)"
+    )
     parser.add_argument("--explain", action="store_true", help="append per-feature contributions")
-    parser.add_argument("--artifacts", type=Path, help="model folder (default: the bundled one)")
+    parser.add_argument(
+        "--artifacts",
+        type=location,
+        help="model folder or s3://BUCKET/PREFIX/ (default: the bundled one)",
+    )
     parser.add_argument("--block-lines", type=int, default=16_384, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if importlib.util.find_spec("pandas") is None:
@@ -61,14 +76,29 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     from oncology_model.classifier import Classifier
+
+    with tempfile.TemporaryDirectory(prefix="oncology-predict-") as scratch:
+        try:
+            from oncology_model.model_storage import local_model
+
+            artifacts = (
+                None if args.artifacts is None else local_model(args.artifacts, Path(scratch))
+            )
+            classifier = Classifier(artifacts_dir=artifacts)
+            source = (
+                open_object(args.input)
+                if isinstance(args.input, ObjectUrl)
+                else args.input.open("rb")
+            )
+        except (ArtifactError, OSError) as exc:
+            print(f"oncology-predict: {exc}", file=sys.stderr)
+            return 2
+        return _score(args, classifier, source)
+
+
+def _score(args: argparse.Namespace, classifier: Classifier, source: BinaryIO) -> int:
     from oncology_model.dataset import CsvTable, DatasetError
 
-    try:
-        classifier = Classifier(artifacts_dir=args.artifacts)
-        source = args.input.open("rb")
-    except (ArtifactError, OSError) as exc:
-        print(f"oncology-predict: {exc}", file=sys.stderr)
-        return 2
     with source:
         try:
             table = CsvTable(source, block_lines=args.block_lines)
@@ -76,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         except DatasetError as exc:
             print(f"oncology-predict: {args.input}: {exc}", file=sys.stderr)
             return 2
-        progress = Progress(args.input.stat().st_size, source) if sys.stderr.isatty() else None
+        progress = None
+        if sys.stderr.isatty() and isinstance(args.input, Path):
+            progress = Progress(args.input.stat().st_size, source)
         scorer = Scorer(classifier, table, positions, explain=args.explain)
         try:
             with (
@@ -84,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 replaced_atomically(args.errors) if args.errors else nullcontext() as errors_out,
             ):
                 counts = scorer.run(out, errors_out, progress)
-        except (BadRecords, DatasetError) as exc:
+        except (BadRecords, DatasetError, StorageError) as exc:
             if progress:
                 progress.clear()
             print(f"oncology-predict: {args.input}: {exc}", file=sys.stderr)
@@ -224,11 +256,20 @@ def _csv_line(names: list[str]) -> str:
 
 
 @contextmanager
-def replaced_atomically(path: Path | None) -> Iterator[IO[bytes]]:
-    """A file that becomes `path` only when the block ends without error; stdout when None."""
+def replaced_atomically(path: Path | ObjectUrl | None) -> Iterator[IO[bytes]]:
+    """A file that becomes `path` only when the block ends without error; stdout when None; an
+    object uploaded in parts, which become it only then, for an s3:// URL."""
     if path is None:
         yield sys.stdout.buffer
         sys.stdout.flush()
+        return
+    if isinstance(path, ObjectUrl):
+        upload = AtomicObject(path)
+        try:
+            yield cast(IO[bytes], upload)
+            upload.commit()
+        finally:
+            upload.close()
         return
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:

@@ -11,10 +11,12 @@ import argparse
 import os
 import platform
 import sys
+import tempfile
 from pathlib import Path
 
 from oncology_model.dataset import DatasetError, bundled_data_path, load_datasets
 from oncology_model.integrity import ArtifactError
+from oncology_model.storage import ObjectUrl, StorageError, location
 from oncology_model.training import CANDIDATE_NAMES, SEED, train
 
 # OpenBLAS (under numpy and scipy) picks its kernels by CPU model, and kernels for two CPUs can
@@ -25,6 +27,7 @@ PINNED_BLAS = {"OPENBLAS_CORETYPE": "Zen", "OPENBLAS_NUM_THREADS": "1"}
 
 
 DEFAULT_OUT = Path("build/model")
+DEFAULT_REPORT = Path("build/report")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,20 +39,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--data",
-        type=Path,
+        type=location,
         nargs="+",
-        help="UCI-format files or folders of them, used together (default: the bundled file)",
+        help="UCI-format files or folders of them, or s3://BUCKET/PREFIX/ (its objects) or "
+        "s3://BUCKET/KEY, used together (default: the bundled file)",
     )
     parser.add_argument(
         "--out",
-        type=Path,
+        type=location,
         default=DEFAULT_OUT,
-        help=f"artifact folder (default: {DEFAULT_OUT}; never the installed package unless given)",
+        help=f"artifact folder (default: {DEFAULT_OUT}; never the installed package unless "
+        "given), or s3://BUCKET/PREFIX/: the model, its report and its wheel go under "
+        "PREFIX/<model version>/, never over a version already there",
     )
-    parser.add_argument("--report", type=Path, default=Path("build/report"), help="report folder")
+    parser.add_argument(
+        "--report", type=Path, help=f"report folder (default: {DEFAULT_REPORT}; not with s3://)"
+    )
     parser.add_argument("--no-report", action="store_true", help="skip the JSON and PNG report")
     parser.add_argument(
-        "--wheel-dir", type=Path, help="also build the wheel carrying these artifacts, here"
+        "--wheel-dir",
+        type=Path,
+        help="also build the wheel carrying these artifacts, here (not with s3://)",
+    )
+    parser.add_argument(
+        "--no-wheel", action="store_true", help="with --out s3://...: upload no wheel"
     )
     parser.add_argument(
         "--candidates",
@@ -62,21 +75,49 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)
+    if isinstance(args.out, ObjectUrl) and (args.report or args.wheel_dir):
+        parser.error(
+            "with --out s3://..., the report and the wheel go under <out>/<model version>/: "
+            "leave out --report and --wheel-dir (--no-report, --no-wheel skip them)"
+        )
+    with tempfile.TemporaryDirectory(prefix="oncology-train-") as scratch:
+        return _run(args, Path(scratch))
+
+
+def _run(args: argparse.Namespace, scratch: Path) -> int:
+    from oncology_model.model_storage import LocalData, publish_model
+
+    data_files = None
     try:
-        data = load_datasets(args.data or [bundled_data_path()])
+        data_files = LocalData(args.data or [bundled_data_path()], scratch)
+        data = load_datasets(data_files.paths)
+        bucket = args.out if isinstance(args.out, ObjectUrl) else None
+        out_dir = scratch / "model" if bucket else args.out
+        report_dir = args.report or DEFAULT_REPORT
+        if bucket:
+            report_dir = scratch / "report"
         train(
             data=data,
-            out_dir=args.out,
-            report_dir=None if args.no_report else args.report,
+            out_dir=out_dir,
+            report_dir=None if args.no_report else report_dir,
             seed=args.seed,
             candidates=tuple(args.candidates),
         )
-        if args.wheel_dir is not None:
+        wheel_dir = scratch / "dist" if bucket and not args.no_wheel else args.wheel_dir
+        wheel = None
+        if wheel_dir is not None:
             from oncology_model.release import build_model_wheel
 
-            print(f"wheel {build_model_wheel(args.out, args.wheel_dir)}")
-    except (DatasetError, ArtifactError) as exc:
-        print(f"oncology-train: {exc}", file=sys.stderr)
+            wheel = build_model_wheel(out_dir, wheel_dir)
+            if not bucket:
+                print(f"wheel {wheel}")
+        if bucket:
+            report = None if args.no_report else report_dir
+            target = publish_model(out_dir, bucket, report=report, wheel=wheel)
+            print(f"model, report and wheel in {target}")
+    except (DatasetError, ArtifactError, StorageError) as exc:
+        message = str(exc) if data_files is None else data_files.shown(str(exc))
+        print(f"oncology-train: {message}", file=sys.stderr)
         return 1
     return 0
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from oncology_model.classifier import Classifier
 from oncology_model.datamodel import Prediction, Tumor
 from oncology_model.integrity import ArtifactError, bundled_artifacts_dir, verify_artifacts
+from oncology_model.storage import location
 
 SEED_TUMOR = Tumor(4, 1, 2, 1, 2, 1, 1, 1, 1)
 
@@ -28,14 +30,24 @@ def verified_classifier(*, artifacts_dir: Path | None = None) -> Classifier:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oncology-verify", description=__doc__.split("\n")[0])
-    parser.add_argument("--artifacts", type=Path, help="artifact folder (default: the bundled)")
+    parser.add_argument(
+        "--artifacts",
+        type=location,
+        help="artifact folder, or s3://BUCKET/PREFIX/ of a model version (default: the bundled)",
+    )
     args = parser.parse_args(argv)
-    try:
-        verify_artifacts(args.artifacts or bundled_artifacts_dir())
-        classifier = verified_classifier(artifacts_dir=args.artifacts)
-    except ArtifactError as exc:
-        print(f"oncology-verify: {exc}", file=sys.stderr)
-        return 1
+    with tempfile.TemporaryDirectory(prefix="oncology-verify-") as scratch:
+        try:
+            from oncology_model.model_storage import local_model
+
+            artifacts = (
+                None if args.artifacts is None else local_model(args.artifacts, Path(scratch))
+            )
+            verify_artifacts(artifacts or bundled_artifacts_dir())
+            classifier = verified_classifier(artifacts_dir=artifacts)
+        except ArtifactError as exc:
+            print(f"oncology-verify: {exc}", file=sys.stderr)
+            return 1
     print(f"oncology-verify: model {classifier.model_version} verified and self-checked")
     return 0
 

@@ -12,7 +12,8 @@ DEFAULTS: dict[str, Any] = {
     # Largest accepted request body; a full 10,000-tumor batch is about 2.3 MiB.
     "MAX_BODY_BYTES": 4 * MIB,
     "MAX_BATCH": 10_000,
-    # Folder of model artifacts; None means the ones bundled in the oncology_model package.
+    # Folder of model artifacts, or a model version in a bucket (s3://BUCKET/PREFIX/, downloaded
+    # and verified at start: docs/storage.md); None means the ones bundled in the package.
     "ARTIFACTS_DIR": None,
     # One JSON line per request on stdout (method, path, status, duration, request id, model).
     "ACCESS_LOG": True,
@@ -145,8 +146,30 @@ def startup_problem(environ: Mapping[str, str] = os.environ) -> str | None:
                 read_file(config[key])
     except ValueError as error:  # TokensFileError is one
         return str(error)
+    if config["ARTIFACTS_DIR"]:
+        problem = artifacts_problem(config["ARTIFACTS_DIR"])
+        if problem:
+            return problem
     if config["RECORDS"] != "off":
         return database_problem(config["DATABASE_URL"])
+    return None
+
+
+def artifacts_problem(where: str) -> str | None:
+    """Why ONCOLOGY_ARTIFACTS_DIR cannot name a model in a bucket (a URL without a bucket, no
+    boto3, a bad ONCOLOGY_STORAGE_TIMEOUT), or None; a folder is checked when the model loads."""
+    from oncology_model import storage
+
+    if not storage.is_url(where):
+        return None
+    try:
+        storage.ObjectUrl.parse(where)
+        storage.timeout()
+        import boto3  # noqa: F401
+    except ImportError:
+        return f"ONCOLOGY_ARTIFACTS_DIR={where} needs boto3: pip install 'oncology-model[s3]'"
+    except (ValueError, storage.StorageError) as error:
+        return f"ONCOLOGY_ARTIFACTS_DIR: {error}"
     return None
 
 

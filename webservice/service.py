@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +13,7 @@ import numpy as np
 from oncology_model import ArtifactError, Classifier
 from oncology_model.datamodel import FEATURES
 from oncology_model.integrity import ONNX_FILE
+from oncology_model.storage import ObjectUrl, is_url
 from oncology_model.validation import FEW
 from oncology_model.verify import verified_classifier
 from webservice import metrics
@@ -39,15 +42,19 @@ LIMITATIONS = (
 class Service:
     """Loads, verifies and self-checks the classifier once; `error` says why it is not ready.
 
-    Until `load` has run the Service is still starting; after a failed load it stays unready
-    (`error` names the cause) for the life of the process."""
+    `artifacts_dir` is a folder, or an `s3://BUCKET/PREFIX/` model version, downloaded into a
+    temporary folder first (every artifact checked against the metadata's SHA-256 as it arrives,
+    see `oncology_model.model_storage`). Until `load` has run the Service is still starting;
+    after a failed load it stays unready (`error` names the cause, such as the missing or
+    altered object) for the life of the process."""
 
     def __init__(self, *, artifacts_dir: str | None = None, load: bool = True) -> None:
         self.classifier: Classifier | None = None
         self.error: str | None = None
         self.shutting_down = False
         self.model_version = "none"
-        self.artifacts_dir = Path(artifacts_dir) if artifacts_dir else None
+        self.source = artifacts_dir if artifacts_dir and is_url(artifacts_dir) else None
+        self.artifacts_dir = Path(artifacts_dir) if artifacts_dir and not self.source else None
         self.track = "stable"
         # The prediction record (`webservice.records`), when on: its writer and store.
         self.recorder: RecordWriter | None = None
@@ -58,6 +65,8 @@ class Service:
     def load(self) -> None:
         """Load, verify and self-check the model (once); on failure set `error` and log it."""
         try:
+            if self.source is not None:
+                self.artifacts_dir = downloaded(self.source)
             classifier = verified_classifier(artifacts_dir=self.artifacts_dir)
         except ArtifactError as exc:
             self.error = str(exc)
@@ -209,6 +218,21 @@ def not_measured(rows: Rows) -> list[tuple[int, list[bool]]]:
     return [
         (index, missing[index].tolist()) for index in np.flatnonzero(missing.any(axis=1)).tolist()
     ]
+
+
+def downloaded(source: str) -> Path:
+    """The model version at the URL `source`, downloaded and verified into a temporary folder
+    removed when the process exits; the download (what, how big, how long) is logged."""
+    from oncology_model.model_storage import fetched_model
+
+    try:
+        url = ObjectUrl.parse(source)
+    except ValueError as exc:
+        raise ArtifactError(str(exc)) from None
+    fetched = fetched_model(url)
+    atexit.register(shutil.rmtree, fetched.directory, ignore_errors=True)
+    log.info("%s", fetched.summary())
+    return fetched.directory
 
 
 def model_card(metadata: dict[str, Any]) -> dict[str, Any]:

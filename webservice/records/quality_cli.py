@@ -102,11 +102,16 @@ def served_validation(artifacts_dir: str | None) -> dict[str, Any]:
     by version: what the realized figures are read against."""
     from pathlib import Path
 
+    from oncology_model import storage
     from oncology_model.integrity import METADATA_FILE, bundled_artifacts_dir
 
-    folder = Path(artifacts_dir) if artifacts_dir else bundled_artifacts_dir()
     try:
-        metadata = json.loads((folder / METADATA_FILE).read_text())
+        if artifacts_dir and storage.is_url(artifacts_dir):
+            url = storage.ObjectUrl.parse(artifacts_dir).child(METADATA_FILE)
+            metadata = json.loads(storage.read_bytes(url, limit=16 * 1024 * 1024))
+        else:
+            folder = Path(artifacts_dir) if artifacts_dir else bundled_artifacts_dir()
+            metadata = json.loads((folder / METADATA_FILE).read_text())
         return {metadata["model_version"]: metadata["cross_validation"]["chosen"]}
     except (OSError, ValueError, KeyError):
         return {}
