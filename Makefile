@@ -145,6 +145,19 @@ package: train ## Train, test and build the wheel into dist/
 	rm -rf dist
 	$(PY) -m build --wheel --no-isolation --outdir dist .
 
+# What `make upload-report` puts under <bucket>/<model version of model_dir>/ (each when present).
+bucket ?=
+report_dir ?= build/report
+gate_json ?= build/gate/compare.json
+coverage_report ?= build/coverage
+bench_dir ?= build/bench
+
+.PHONY: upload-report
+upload-report: $(SERVING) ## Upload the report, gate JSON, coverage and bench figures to bucket=s3://BUCKET[/PREFIX]/<model version>/ (AWS credentials from the env)
+	@test -n "$(bucket)" || { echo "make upload-report bucket=s3://BUCKET[/PREFIX]"; exit 2; }
+	$(PY) -m ops.upload_report --bucket "$(bucket)" --model "$(model_dir)" --report "$(report_dir)" \
+		--gate "$(gate_json)" --coverage "$(coverage_report)" --bench "$(bench_dir)"
+
 .PHONY: bench
 bench: $(INSTALLED) system-packages ## Benchmark against the HTTP floor (BENCH_ARGS=--mlserver adds MLServer); build/bench/
 	$(PY) -m bench.run $(BENCH_ARGS)

@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +55,8 @@ class S3Server:
     process: subprocess.Popen[bytes]
     port: int
     key_id: str
-    secret: str
-    log: Path
+    secret: str = field(repr=False)
+    log: Path = field(default=Path())
 
     @property
     def endpoint(self) -> str:
