@@ -67,21 +67,24 @@ _own_model_dir = []  # the model folder _fetch_model_once downloaded into, remov
 def _fetch_model_once(server):
     """A model in a bucket (ONCOLOGY_ARTIFACTS_DIR=s3://BUCKET/PREFIX/): downloaded and verified
     here, once, before the workers start, and the log says how long it took (a part of the
-    start-to-ready time); the workers then load the local copy. When it fails, each worker
-    tries once itself and stays unready, naming the missing or altered object."""
+    start-to-ready time); the workers then load the local copy. When it fails, the workers stay
+    unready naming the cause (the missing or altered object, the store that stopped answering)
+    without trying again: a download that hangs in a worker would be killed by gunicorn's
+    timeout and retried forever instead."""
     from webservice.config import load_config
 
     source = load_config()["ARTIFACTS_DIR"]
     if not source or not source.startswith("s3://"):
         return
     from oncology_model.integrity import ArtifactError
-    from oncology_model.model_storage import fetched_model
+    from oncology_model.model_storage import DOWNLOAD_FAILED, fetched_model
     from oncology_model.storage import ObjectUrl
 
     try:
         fetched = fetched_model(ObjectUrl.parse(source))
     except ArtifactError as exc:
-        server.log.error("Model not downloaded (each worker tries once more): %s", exc)
+        server.log.error("Model not downloaded, the service stays unready: %s", exc)
+        os.environ[DOWNLOAD_FAILED] = str(exc)
         return
     _own_model_dir.append(str(fetched.directory))
     os.environ["ONCOLOGY_ARTIFACTS_DIR"] = str(fetched.directory)

@@ -29,6 +29,9 @@ from oncology_model.storage import ObjectUrl, StorageError
 METADATA_LIMIT = 16 * 1024 * 1024  # far above any real metadata.json; refuses a wrong object
 REPORT_PREFIX = "report/"
 WHEEL_PREFIX = "dist/"
+# Set by gunicorn's master for its workers when its download of the model failed (the reason):
+# they stay unready with it rather than try again (see gunicorn.conf.py).
+DOWNLOAD_FAILED = "ONCOLOGY_ARTIFACTS_DOWNLOAD_FAILED"
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -223,8 +224,11 @@ def not_measured(rows: Rows) -> list[tuple[int, list[bool]]]:
 def downloaded(source: str) -> Path:
     """The model version at the URL `source`, downloaded and verified into a temporary folder
     removed when the process exits; the download (what, how big, how long) is logged."""
-    from oncology_model.model_storage import fetched_model
+    from oncology_model.model_storage import DOWNLOAD_FAILED, fetched_model
 
+    failed = os.environ.get(DOWNLOAD_FAILED)
+    if failed:
+        raise ArtifactError(failed)
     try:
         url = ObjectUrl.parse(source)
     except ValueError as exc:
