@@ -15,6 +15,9 @@ WORKDIR /src
 # pipenv only exports the lock; it never reaches the runtime image.
 RUN python3 -m venv /opt/pipenv && /opt/pipenv/bin/pip install --quiet pipenv==2026.10.3
 COPY Pipfile Pipfile.lock ./
+# Serving reads a model from a bucket with boto3 (docs/storage.md): botocore's descriptions of
+# every AWS service are 29 MB, of which serving needs S3's and STS's (web identity credentials in
+# Kubernetes); the others are removed from the runtime's environment (7 MB instead of 36).
 # gunicorn's C header parser (gunicorn_h1c) is published as source only: a compiler, and Python's
 # headers where the base lacks them, build it here and are removed again in the same layer (the
 # apt-mark dance of the official images), so neither the training nor the runtime image carries
@@ -33,6 +36,8 @@ RUN /opt/pipenv/bin/pipenv requirements --hash --categories packages > serve.txt
     && /opt/train/bin/pip install --quiet setuptools==84.2.1 \
     && python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --quiet --require-hashes -r serve.txt \
+    && find /opt/venv/lib/python3*/site-packages/botocore/data -mindepth 1 -maxdepth 1 -type d \
+        ! -name s3 ! -name sts -exec rm -rf {} + \
     && apt-mark auto '.*' >/dev/null \
     && xargs --no-run-if-empty apt-mark manual < /tmp/base-packages >/dev/null \
     && apt-get purge -y -qq --auto-remove -o APT::AutoRemove::RecommendsImportant=false >/dev/null \
