@@ -299,12 +299,19 @@ rollback: ## Undo the canary's last rollout (kubectl rollout undo; after a promo
 	kubectl rollout undo deployments -l '$(ROLLOUT),track in ($(track))'
 	kubectl rollout status deployments -l '$(ROLLOUT),track in ($(track))' --timeout=5m
 
+# The Jobs read and write the bucket instead of claims with storage=1 (docs/storage.md): the
+# settings, account and egress policy of k8s/components/model-from-storage, applied with them.
+storage ?=
+STORAGE_COMPONENT := k8s/components/model-from-storage
+STORAGE_OBJECTS := -f $(STORAGE_COMPONENT)/settings.yaml -f $(STORAGE_COMPONENT)/service-account.yaml \
+	-f $(STORAGE_COMPONENT)/network-policy.yaml
+
 .PHONY: train-job
-train-job: ## Run the training Job in the cluster with $(training_tag):$(image_version)
-	kubectl apply -f k8s/training/output-volume.yaml -f k8s/training/data-volume.yaml \
-		-f k8s/training/network-policy.yaml
-	kubectl set image --local -f k8s/training/job.yaml training=$(training_tag):$(image_version) -o yaml \
-		| kubectl create -f -
+train-job: ## Run the training Job in the cluster with $(training_tag):$(image_version) (storage=1: from and to the bucket)
+	kubectl apply $(if $(storage),$(STORAGE_OBJECTS),-f k8s/training/output-volume.yaml \
+		-f k8s/training/data-volume.yaml) -f k8s/training/network-policy.yaml
+	kubectl set image --local -f k8s/training/$(if $(storage),job-from-storage,job).yaml \
+		training=$(training_tag):$(image_version) -o yaml | kubectl create -f -
 
 # A JSON patch for the migration Job before it is created: with k8s/components/postgres,
 # job_patch=k8s/components/postgres/database-url.yaml (the database URL from CloudNativePG's Secret).
@@ -324,10 +331,11 @@ migrate-job: ## Migrate the record's database with $(tag):$(image_version) (a Jo
 		*) echo "==> $$job did not complete (conditions:$$state): kubectl describe $$job"; exit 1;; esac
 
 .PHONY: batch-job
-batch-job: ## Score the input volume's cases.csv into the output volume, with $(training_tag):$(image_version)
-	kubectl apply -f k8s/batch/volumes.yaml -f k8s/batch/network-policy.yaml
-	kubectl set image --local -f k8s/batch/job.yaml scoring=$(training_tag):$(image_version) -o yaml \
-		| kubectl create -f -
+batch-job: ## Score the input volume's cases.csv into the output volume, with $(training_tag):$(image_version) (storage=1: bucket to bucket)
+	kubectl apply $(if $(storage),$(STORAGE_OBJECTS),-f k8s/batch/volumes.yaml) \
+		-f k8s/batch/network-policy.yaml
+	kubectl set image --local -f k8s/batch/$(if $(storage),job-from-storage,job).yaml \
+		scoring=$(training_tag):$(image_version) -o yaml | kubectl create -f -
 
 .PHONY: image-test
 image-test: $(INSTALLED) ## Build the images; ship a new model through the Job, the gate, a loopback index and registry

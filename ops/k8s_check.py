@@ -1,7 +1,8 @@
 """`make k8s-check`: the manifests and the Dockerfile, checked offline as strictly as we can.
 
-1. `kubectl kustomize k8s/` builds, and so does k8s/ with the postgres component; with the
-   training, batch-scoring and migration Jobs and their volumes, everything validates with
+1. `kubectl kustomize k8s/` builds, and so does k8s/ with the postgres component and with the
+   model-from-storage one; with the training, batch-scoring (on claims and from the bucket) and
+   migration Jobs and their volumes, everything validates with
    `kubernetes-validate --strict` against several Kubernetes versions, except CloudNativePG's
    Cluster: no schema of it is at hand offline (the tests check its fields,
    tests/system/test_k8s.py), and kubernetes-validate's warning for it is the only one allowed.
@@ -25,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 KUBERNETES_VERSIONS = ("1.30.0", "1.32.0", "1.34.0")
 POSTGRES_COMPONENT = ROOT / "k8s" / "components" / "postgres"
+STORAGE_COMPONENT = ROOT / "k8s" / "components" / "model-from-storage"
 # Kinds without a schema here, each checked by the tests instead.
 UNVALIDATED_KINDS = ("Cluster",)
 
@@ -45,7 +47,7 @@ MIGRATE_JOB = "k8s/records/migrate-job.yaml"
 def with_component(scratch: Path, component: Path) -> str:
     """`kubectl kustomize` of an overlay holding k8s/ and `component`, as the component's
     comment tells an operator to write it (kustomize takes relative paths only)."""
-    overlay = scratch / "overlay"
+    overlay = scratch / f"overlay-{component.name}"
     overlay.mkdir()
     (overlay / "kustomization.yaml").write_text(
         f"resources: [{os.path.relpath(ROOT / 'k8s', overlay)}]\n"
@@ -75,6 +77,7 @@ def main() -> int:
     rendered = run("kubectl", "kustomize", "k8s")
     with tempfile.TemporaryDirectory() as scratch:
         with_postgres = with_component(Path(scratch), POSTGRES_COMPONENT)
+        with_storage = with_component(Path(scratch), STORAGE_COMPONENT)
         bundle = Path(scratch) / "all.yaml"
         # generateName is for `kubectl create`; the schema check wants a concrete name.
         jobs = [
@@ -85,7 +88,7 @@ def main() -> int:
         migration = re.sub(
             r"generateName: (\S+-)\n", r"name: \1check\n", (ROOT / MIGRATE_JOB).read_text()
         )
-        bundle.write_text("\n---\n".join([rendered, with_postgres, *jobs, migration]))
+        bundle.write_text("\n---\n".join([rendered, with_postgres, with_storage, *jobs, migration]))
         for version in KUBERNETES_VERSIONS:
             output = run(str(tools / "kubernetes-validate"), "--strict", "-k", version, str(bundle))
             print(output)
