@@ -333,7 +333,9 @@ def test_a_scored_file_streams_from_bucket_to_bucket_in_bounded_memory(
     scored = s3.client().get_object(Bucket=BUCKET, Key="scored/large.csv")
     assert scored["ContentType"] == "text/csv"
     lines = scored["Body"].read().splitlines()
-    assert len(lines) == 1_200_001 and lines[0].endswith(b"prediction,malignant_probability,imputed")
+    assert len(lines) == 1_200_001 and lines[0].endswith(
+        b"prediction,malignant_probability,imputed"
+    )
     size_mb = large.stat().st_size / 1e6
     grown_mb = (peaks["large"] - peaks["small"]) / 1e3
     # The input and the scored output are each larger than what the command grew by.
