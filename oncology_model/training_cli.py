@@ -114,7 +114,8 @@ def _run(args: argparse.Namespace, scratch: Path) -> int:
         if bucket:
             report = None if args.no_report else report_dir
             target = publish_model(out_dir, bucket, report=report, wheel=wheel)
-            print(f"model, report and wheel in {target}")
+            also = [name for name, part in (("report", report), ("wheel", wheel)) if part]
+            print(f"model{''.join(f', {name}' for name in also)} in {target}")
     except (DatasetError, ArtifactError, StorageError) as exc:
         message = str(exc) if data_files is None else data_files.shown(str(exc))
         print(f"oncology-train: {message}", file=sys.stderr)

@@ -147,7 +147,7 @@ def startup_problem(environ: Mapping[str, str] = os.environ) -> str | None:
     except ValueError as error:  # TokensFileError is one
         return str(error)
     if config["ARTIFACTS_DIR"]:
-        problem = artifacts_problem(config["ARTIFACTS_DIR"])
+        problem = artifacts_problem(config["ARTIFACTS_DIR"], environ)
         if problem:
             return problem
     if config["RECORDS"] != "off":
@@ -155,21 +155,25 @@ def startup_problem(environ: Mapping[str, str] = os.environ) -> str | None:
     return None
 
 
-def artifacts_problem(where: str) -> str | None:
+def artifacts_problem(where: str, environ: Mapping[str, str] = os.environ) -> str | None:
     """Why ONCOLOGY_ARTIFACTS_DIR cannot name a model in a bucket (a URL without a bucket, no
-    boto3, a bad ONCOLOGY_STORAGE_TIMEOUT), or None; a folder is checked when the model loads."""
-    from oncology_model import storage
+    boto3, a bad ONCOLOGY_STORAGE_TIMEOUT), or None; a folder is checked when the model loads.
+    Without importing oncology_model: the launcher stays light (see webservice.serve)."""
+    import importlib.util
 
-    if not storage.is_url(where):
+    if not where.startswith("s3://"):
         return None
-    try:
-        storage.ObjectUrl.parse(where)
-        storage.timeout()
-        import boto3  # noqa: F401
-    except ImportError:
+    if not where[len("s3://") :].partition("/")[0]:
+        return f"ONCOLOGY_ARTIFACTS_DIR={where} names no bucket: use s3://BUCKET/PREFIX/"
+    if importlib.util.find_spec("boto3") is None:
         return f"ONCOLOGY_ARTIFACTS_DIR={where} needs boto3: pip install 'oncology-model[s3]'"
-    except (ValueError, storage.StorageError) as error:
-        return f"ONCOLOGY_ARTIFACTS_DIR: {error}"
+    timeout = environ.get("ONCOLOGY_STORAGE_TIMEOUT", "30")
+    try:
+        seconds = float(timeout)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        return f"ONCOLOGY_STORAGE_TIMEOUT={timeout!r} is not a number of seconds above 0"
     return None
 
 

@@ -29,3 +29,21 @@ def test_a_setting_that_does_not_parse_is_named_with_what_it_takes(
     assert problem is not None
     assert problem.startswith(f"{variable}={value!r} is not a valid ")
     assert problem.endswith(f": expected {expected}")
+
+
+@pytest.mark.parametrize(
+    ("environ", "problem"),
+    [
+        ({"ONCOLOGY_ARTIFACTS_DIR": "s3://"}, "ONCOLOGY_ARTIFACTS_DIR=s3:// names no bucket"),
+        (
+            {"ONCOLOGY_ARTIFACTS_DIR": "s3://models/v1/", "ONCOLOGY_STORAGE_TIMEOUT": "0"},
+            "ONCOLOGY_STORAGE_TIMEOUT='0' is not a number of seconds above 0",
+        ),
+        ({"ONCOLOGY_ARTIFACTS_DIR": "s3://models/v1/", "ONCOLOGY_RECORDS": "off"}, None),
+    ],
+)
+def test_a_model_in_a_bucket_is_checked_before_anything_starts(
+    environ: dict[str, str], problem: str | None
+) -> None:
+    found = startup_problem(environ)
+    assert found == problem or (problem is not None and found and found.startswith(problem))
