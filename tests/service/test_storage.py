@@ -61,6 +61,11 @@ def run(
     )  # fmt: skip
 
 
+def top_level() -> dict[str, str]:
+    """This environment as a top-level shell's: not a sub-make's of `make test`."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+
+
 def keys(s3: S3Server, prefix: str) -> dict[str, dict[str, Any]]:
     """The objects under `prefix`: key -> their listing entry."""
     pages = s3.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
@@ -220,7 +225,7 @@ def served_from(s3: S3Server, url: str, log: Path) -> subprocess.Popen[bytes]:
     """`make run` with the model at `url`, on a free port."""
     port = free_port()
     env = {
-        **os.environ,
+        **top_level(),
         **environment(s3),
         "HOST": "127.0.0.1",
         "PORT": str(port),
@@ -397,7 +402,7 @@ def test_make_upload_report_puts_the_figures_under_the_model_version(
     result = subprocess.run(
         ["make", "--no-print-directory", "upload-report", f"bucket=s3://{BUCKET}/reports",
          f"report_dir={report}", f"gate_json={gate}"],
-        capture_output=True, text=True, cwd=ROOT, env={**os.environ, **environment(s3)},
+        capture_output=True, text=True, cwd=ROOT, env={**top_level(), **environment(s3)},
         timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
