@@ -24,6 +24,7 @@ from oncology_model.integrity import (
     checked_metadata,
     verify_artifacts,
 )
+from oncology_model.manifest import SUFFIX as MANIFEST_SUFFIX
 from oncology_model.storage import ObjectUrl, StorageError
 
 METADATA_LIMIT = 16 * 1024 * 1024  # far above any real metadata.json; refuses a wrong object
@@ -159,7 +160,8 @@ def publish_model(
 
 class LocalData:
     """Local files or folders for data locations, in the same order (`paths`): a bucket's
-    object is downloaded under `scratch` with its own name, a prefix (`s3://bucket/prefix/`, or a
+    object is downloaded under `scratch` with its own name (and its manifest beside it, when
+    there is one), a prefix (`s3://bucket/prefix/`, or a
     key that names no object but has objects under it) as a folder of its objects (those
     directly under it, in name order, hidden ones skipped: as a local folder is read)."""
 
@@ -174,8 +176,13 @@ class LocalData:
                 continue
             folder = scratch / f"data-{number}"
             folder.mkdir()
-            if not where.is_prefix and where in _listed(where):
+            beside = [] if where.is_prefix else _listed(where)
+            if where in beside:
                 self.paths.append(self._download(where, folder / where.name))
+                # Its manifest (`NAME.manifest.json`, oncology_model.manifest), checked on reading.
+                for url in beside:
+                    if url.key == where.key + MANIFEST_SUFFIX:
+                        self._download(url, folder / url.name)
                 continue
             objects = _listed(where.as_prefix())
             if not objects:

@@ -189,6 +189,17 @@ def test_a_bad_data_object_is_named_by_its_url(s3: S3Server) -> None:
     assert f"s3://{BUCKET}/bad/a.data, line 2: class '7' is not 2 or 4" in result.stderr
 
 
+def test_a_data_objects_manifest_is_checked_as_beside_a_file(s3: S3Server) -> None:
+    put(s3, "single/cases.data", bundled_data_path().read_bytes())
+    put(s3, "single/cases.data.manifest.json", b'{"sha256": "0000"}')
+    result = run(
+        "oncology_model.training_cli", "--data", f"s3://{BUCKET}/single/cases.data", "--out",
+        f"s3://{BUCKET}/models/", env=environment(s3),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert f"s3://{BUCKET}/single/cases.data does not match its manifest" in result.stderr
+
+
 def test_the_gate_reads_both_models_and_the_holdout_from_the_bucket(
     s3: S3Server, trained: dict[str, Any]
 ) -> None:
