@@ -82,7 +82,7 @@ def _fetch_model_once(server):
 
     try:
         fetched = fetched_model(ObjectUrl.parse(source))
-    except ArtifactError as exc:
+    except (ArtifactError, OSError) as exc:  # a StorageError is an OSError
         server.log.error("Model not downloaded, the service stays unready: %s", exc)
         os.environ[DOWNLOAD_FAILED] = str(exc)
         return

@@ -158,6 +158,8 @@ def storage_error(url: ObjectUrl | str, error: Exception) -> StorageError:
                 "account's role, and what they may do in the bucket"
             )
         return StorageError(f"{url}: the object store answered {code or status}")
+    if isinstance(error, aws.ParamValidationError):
+        return StorageError(f"{url} cannot be asked for: {error}")
     if isinstance(error, aws.NoCredentialsError | aws.PartialCredentialsError):
         return StorageError(
             f"{url}: no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "

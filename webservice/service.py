@@ -233,7 +233,10 @@ def downloaded(source: str) -> Path:
         url = ObjectUrl.parse(source)
     except ValueError as exc:
         raise ArtifactError(str(exc)) from None
-    fetched = fetched_model(url)
+    try:
+        fetched = fetched_model(url)
+    except OSError as exc:  # a StorageError before any object (the client itself)
+        raise ArtifactError(f"model {source}: {exc}") from None
     atexit.register(shutil.rmtree, fetched.directory, ignore_errors=True)
     log.info("%s", fetched.summary())
     return fetched.directory

@@ -6,7 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from botocore.exceptions import ClientError, NoCredentialsError, ReadTimeoutError
+from botocore.exceptions import (
+    ClientError,
+    NoCredentialsError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
 
 from oncology_model.storage import (
     ObjectUrl,
@@ -50,6 +55,7 @@ def client_error(code: str, status: int) -> ClientError:
         (client_error("SignatureDoesNotMatch", 403), "refused the credentials"),
         (client_error("PreconditionFailed", 412), "already exists and is never overwritten"),
         (NoCredentialsError(), "no AWS credentials found"),
+        (ParamValidationError(report="Invalid bucket name"), "cannot be asked for: "),
         (ReadTimeoutError(endpoint_url="http://store"), "the object store stopped answering"),
         (ConnectionResetError(), "the transfer broke off (ConnectionResetError)"),
     ],
