@@ -10,6 +10,9 @@ drives the Makefile's own targets (`make image`, `publish-model`, `publish`, `de
 2. New data (the bundled file with every 10th row removed) is trained through the training Job's
    entry point: the training image, read-only, no network, /data mounted read-only, /out written.
 3. The release gate accepts that candidate; a degraded one (20 % of the labels flipped) is refused.
+   The first image, unchanged, serves the candidate straight from a bucket (moto's S3 server on
+   loopback, `harness/s3.py`; its pruned botocore included), and refuses an altered copy: unready,
+   naming the object.
 4. `make publish-model` uploads the candidate's wheel to pypiserver on loopback (a second upload of
    the same version is refused); a fresh venv outside the tree installs it from there and runs the
    seed's system test.
@@ -39,6 +42,7 @@ import venv
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,9 +73,12 @@ def say(message: str) -> None:
 
 
 def docker(
-    *args: str, check: bool = True, capture: bool = True
+    *args: str, check: bool = True, capture: bool = True, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], check=check, capture_output=capture, text=True)
+    environment = None if env is None else {**os.environ, **env}
+    return subprocess.run(
+        ["docker", *args], check=check, capture_output=capture, text=True, env=environment
+    )
 
 
 def engine_answers() -> bool:
@@ -334,6 +341,69 @@ for name in ("model.onnx", "model.joblib", "metadata.json"):
 """
 
 
+def serves_from_bucket(image: str, artifacts: Path) -> dict[str, object]:
+    """`image` serves the model of `artifacts` from a bucket (ONCOLOGY_ARTIFACTS_DIR=s3://...),
+    not its own; an altered copy leaves it unready, naming the object. The store's key reaches
+    the container through the docker client's environment, never its command line."""
+    from harness.s3 import running_s3
+
+    version = model_version(artifacts)
+    figures: dict[str, object] = {}
+    with running_s3(WORK) as s3:
+        client = s3.client()
+        client.create_bucket(Bucket="oncology-models")
+        for path in sorted(artifacts.iterdir()):
+            for prefix in ("models/", "altered/"):
+                body = path.read_bytes()
+                if prefix == "altered/" and path.suffix == ".onnx":
+                    body = body[:-1] + bytes([body[-1] ^ 1])
+                client.put_object(
+                    Bucket="oncology-models", Key=f"{prefix}{version}/{path.name}", Body=body
+                )
+        for prefix in ("models/", "altered/"):
+            port = free_port()
+            url = f"s3://oncology-models/{prefix}{version}/"
+            store = s3.environment()
+            passed = [arg for name in store for arg in ("--env", name)]
+            container = docker(
+                "run", "--detach", "--read-only", "--network", "host", "--user", f"{UID}:{UID}",
+                "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                "--env", f"PORT={port}", "--env", "WORKERS=1",
+                "--env", f"ONCOLOGY_ARTIFACTS_DIR={url}", *passed, image,
+            env=store).stdout.strip()  # fmt: skip
+            try:
+                answer = _settled_readiness(port, container)
+                if prefix == "models/":
+                    assert answer.get("model_version") == version, answer
+                    assert f"model {version} downloaded from {url}" in logs(container)
+                    figures["serves_from_bucket"] = version
+                else:
+                    assert f"model artifact {url}model.onnx fails verification" in str(
+                        answer.get("detail")
+                    ), answer
+                    figures["altered_in_bucket"] = "unready, naming model.onnx"
+                assert s3.secret not in logs(container)
+            finally:
+                docker("rm", "--force", container, check=False)
+    say(f"the image serves {version} from a bucket and refuses an altered copy")
+    return figures
+
+
+def _settled_readiness(port: int, container: str) -> dict[str, Any]:
+    """/readyz's answer once ready, or once the model failed to load (503 naming why)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            status, body = get_or_post(port, "/readyz")
+            answer: dict[str, Any] = json.loads(body)
+            if status == 200 or "failed to load" in str(answer.get("detail")):
+                return answer
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError("/readyz never settled:\n" + logs(container))
+
+
 def logs(container: str) -> str:
     result = docker("logs", "--tail", "40", container, check=False)
     return result.stdout + result.stderr
@@ -498,6 +568,7 @@ def main() -> int:
         print(output, flush=True)
         assert status == 1 and "REFUSED" in output, f"the degraded candidate: exit {status}"
         say("gate: candidate accepted, degraded candidate refused")
+        figures.update(serves_from_bucket(f"{args.image}:{image_tag(bundled)}", candidate))
 
         figures.update(publish_wheel(candidate, version, WORK))
         make_image(base, candidate)
