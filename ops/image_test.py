@@ -352,7 +352,7 @@ def serves_from_bucket(image: str, artifacts: Path) -> dict[str, object]:
     with running_s3(WORK) as s3:
         client = s3.client()
         client.create_bucket(Bucket="oncology-models")
-        for path in sorted(artifacts.iterdir()):
+        for path in sorted(p for p in artifacts.iterdir() if p.is_file()):
             for prefix in ("models/", "altered/"):
                 body = path.read_bytes()
                 if prefix == "altered/" and path.suffix == ".onnx":
