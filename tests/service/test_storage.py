@@ -7,6 +7,7 @@ Credentials reach the commands through the environment only, and no output shows
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -427,3 +428,51 @@ def test_make_upload_report_puts_the_figures_under_the_model_version(
     assert types["report/roc.png"] == "image/png"
     assert types["gate/compare.json"] == "application/json"
     assert_no_secret(s3, result.stdout, result.stderr)
+
+
+def test_confirmed_cases_export_to_the_bucket_and_train_from_it(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    """`oncology-cases export -o s3://...`: the CSV and its manifest land in the bucket, and a
+    training from that prefix checks the manifest and names it in the model's metadata."""
+    from tests.conftest import ClosingClient
+    from tests.unit.test_cases import TUMORS
+    from webservice import create_app
+
+    database = f"sqlite:///{tmp_path / 'record.sqlite3'}"
+    app = create_app({"TESTING": True, "DATABASE_URL": database})
+    app.test_client_class = ClosingClient
+    client = app.test_client()
+    answers = client.post("/v1/predictions/batch", json={"tumors": TUMORS * 40}).get_json()
+    outcomes = [
+        {"prediction_id": answer["prediction_id"], "outcome": outcome, "source": "histology"}
+        for answer, outcome in zip(
+            answers["predictions"], ["benign", "malignant"] * 40, strict=True
+        )
+    ]
+    assert client.post("/v1/outcomes", json={"outcomes": outcomes}).status_code == 200
+    env = environment(s3, ONCOLOGY_DATABASE_URL=database)
+    result = run(
+        "webservice.records.cases", "export", "-o", f"s3://{BUCKET}/cases/cases.csv", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "exported 80 confirmed cases (40 benign, 40 malignant)" in result.stderr
+    found = keys(s3, "cases/")
+    assert set(found) == {"cases/cases.csv", "cases/cases.csv.manifest.json"}
+    csv = s3.client().get_object(Bucket=BUCKET, Key="cases/cases.csv")
+    assert csv["ContentType"] == "text/csv"
+    manifest = json.loads(
+        s3.client().get_object(Bucket=BUCKET, Key="cases/cases.csv.manifest.json")["Body"].read()
+    )
+    assert manifest["sha256"] == hashlib.sha256(csv["Body"].read()).hexdigest()
+    out = tmp_path / "model"
+    trained = run(
+        "oncology_model.training_cli", "--data", f"s3://{BUCKET}/cases/", "--out", str(out),
+        "--no-report", "--candidates", "logistic_regression", env=env,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    metadata = json.loads((out / METADATA_FILE).read_text())
+    assert metadata["training_data"]["manifests"] == [manifest]
+    assert_no_secret(s3, result.stdout, result.stderr, trained.stdout, trained.stderr)
+    prefix = run("webservice.records.cases", "export", "-o", f"s3://{BUCKET}/cases/", env=env)
+    assert prefix.returncode == 1 and "is a prefix: name the object" in prefix.stderr

@@ -15,7 +15,7 @@ from tests.conftest import ClosingClient
 from webservice import create_app
 from webservice.records import cases
 
-TUMORS = [
+TUMORS: list[dict[str, int | None]] = [
     {"clump_thickness": 5, "uniformity_of_cell_size": 1, "uniformity_of_cell_shape": 1,
      "marginal_adhesion": 1, "single_epithelial_cell_size": 2, "bare_nuclei": None,
      "bland_chromatin": 3, "normal_nucleoli": 1, "mitoses": 1},

@@ -1,6 +1,7 @@
 """`oncology-cases export`: the record's confirmed cases as training data.
 
     oncology-cases export -o cases.csv [--since D] [--until D] [--model-version V] [--track T]
+    oncology-cases export -o s3://BUCKET/cases/cases.csv ...    (the AWS chain's credentials)
 
 Writes every prediction on record that has a confirmed outcome, answered in the window, as the
 headered CSV that `oncology-train --data` and `oncology-compare --holdout` read: the prediction id
@@ -30,7 +31,8 @@ from typing import Any, TextIO
 import sqlalchemy as sa
 
 from oncology_model.datamodel import FEATURES
-from oncology_model.manifest import manifest_path
+from oncology_model.manifest import SUFFIX, manifest_path
+from oncology_model.storage import ObjectUrl, StorageError, location, put_file
 from oncology_model.words import counted
 from webservice.records import ids
 from webservice.records.cli import with_database
@@ -104,6 +106,25 @@ def export(engine: sa.Engine, window: Window, output: Path) -> dict[str, Any] | 
     return manifest
 
 
+def export_to(engine: sa.Engine, window: Window, output: Path | ObjectUrl) -> dict[str, Any] | None:
+    """`export` to a local file, or to an object (written locally, then uploaded: the CSV, then
+    its manifest, so a reader never finds a manifest that does not describe the CSV beside it)."""
+    if isinstance(output, Path):
+        return export(engine, window, output)
+    with tempfile.TemporaryDirectory(prefix="oncology-cases-") as folder:
+        local = Path(folder) / output.name
+        manifest = export(engine, window, local)
+        if manifest is not None:
+            put_file(local, output)
+            put_file(manifest_path(local), ObjectUrl(output.bucket, output.key + SUFFIX))
+    return manifest
+
+
+def _fail(message: str) -> int:
+    print(f"oncology-cases: {message}", file=sys.stderr)
+    return 1
+
+
 class _NoCases(Exception):
     pass
 
@@ -133,29 +154,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oncology-cases", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("export", help="confirmed cases as training data, with manifest")
-    command.add_argument("-o", "--output", type=Path, required=True, help="CSV file to write")
+    command.add_argument(
+        "-o", "--output", type=location, required=True, help="CSV file or s3:// object to write"
+    )
     command.add_argument("--since", type=_date, help="answered on or after, YYYY-MM-DD (UTC)")
     command.add_argument("--until", type=_date, help="answered before, YYYY-MM-DD (UTC)")
     command.add_argument("--model-version", help="only answers of this model version")
     command.add_argument("--track", help="only answers of this track (stable, canary)")
     args = parser.parse_args(argv)
-    if not args.output.parent.is_dir():
-        print(f"oncology-cases: folder {args.output.parent} does not exist", file=sys.stderr)
-        return 1
+    output = args.output
+    if isinstance(output, ObjectUrl) and output.is_prefix:
+        return _fail(f"{output} is a prefix: name the object, as s3://BUCKET/cases.csv")
+    if isinstance(output, Path) and not output.parent.is_dir():
+        return _fail(f"folder {output.parent} does not exist")
     window = Window(args.since, args.until, args.model_version, args.track)
 
     def run(engine: sa.Engine, _config: dict[str, Any]) -> int:
-        manifest = export(engine, window, args.output)
+        try:
+            manifest = export_to(engine, window, output)
+        except StorageError as error:
+            return _fail(str(error))
         if manifest is None:
-            print(
-                "oncology-cases: no confirmed case in the window: nothing written", file=sys.stderr
-            )
-            return 1
+            return _fail("no confirmed case in the window: nothing written")
         classes = manifest["rows_per_class"]
         print(
             f"exported {counted(manifest['rows'], 'confirmed case')} ({classes['benign']} benign, "
-            f"{classes['malignant']} malignant) to {args.output}, manifest "
-            f"{args.output.name}.manifest.json (SHA-256 {manifest['sha256'][:12]}...)",
+            f"{classes['malignant']} malignant) to {output}, manifest "
+            f"{output.name}{SUFFIX} (SHA-256 {manifest['sha256'][:12]}...)",
             file=sys.stderr,
         )
         return 0
