@@ -14,6 +14,10 @@ COMPILE := $(PY) -m compileall -q -j 0 -x '/tests?/' $(VENV)/lib
 SERVING := $(VENV)/.serving
 INSTALLED := $(VENV)/.installed
 ARTIFACTS := oncology_model/artifacts
+# The gRPC service's proto, compiled at install by protoc from grpcio-tools (the lock's `build`
+# category: never in the runtime image) into modules beside it, which git ignores.
+PROTO := webservice/grpcserver/grpc_predict_v2.proto
+PROTOC := -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=.
 # The training date written into the committed metadata.json, fixed so that `make train` and the
 # reproducibility test (tests/service/test_training.py) give byte-identical artifacts; change it when you
 # retrain on purpose. 1795219200 is 2026-11-21T00:00:00Z.
@@ -68,13 +72,16 @@ help: ## Show this help
 .PHONY: install
 install: $(INSTALLED) ## Create .venv from Pipfile.lock: serving, training, test and lint tools
 
-$(SERVING): Pipfile.lock pyproject.toml
+$(SERVING): Pipfile.lock pyproject.toml $(PROTO)
 	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || { \
 		echo "==> Installing pipenv for $(PYTHON) (once)"; $(PYTHON) -m pip install --quiet pipenv; }
 	@echo "==> Installing what serving needs into $(VENV) from Pipfile.lock: numpy, onnxruntime, \
-	flask, flask-restx, gunicorn and its C parser, orjson, prometheus-client (about 10 s; the first time \
+	flask, flask-restx, gunicorn and its C parser, orjson, prometheus-client, grpcio (about 10 s; the first time \
 	about 25 s: pip compiles the parser and keeps the wheel in its cache)"
 	@$(SYNC) --categories packages
+	@echo "==> Compiling $(PROTO) (the gRPC service's messages) with grpcio-tools' protoc"
+	@$(SYNC) --categories build
+	@$(PY) $(PROTOC) $(PROTO)
 	@echo "==> Compiling them to bytecode on every core"
 	@$(COMPILE) >/dev/null
 	@echo "==> Installing this project (oncology_model, webservice) into $(VENV), editable"

@@ -89,19 +89,30 @@ def _check(environ: dict[str, Any], tokens: TokenFile, route: Route) -> Problem 
     query = environ.get("QUERY_STRING")
     if query and "access_token" in query and "access_token" in parse_qs(query, True):
         return IN_QUERY
-    header = environ.get("HTTP_AUTHORIZATION")
+    needed = route.permission if route.access == "api" else None
+    name, refusal = authenticate(environ.get("HTTP_AUTHORIZATION"), tokens, needed)
+    if name is not None:
+        environ[CALLER] = name
+    return refusal
+
+
+def authenticate(
+    header: str | None, tokens: TokenFile, permission: str | None
+) -> tuple[str | None, Problem | None]:
+    """The caller an Authorization value (HTTP's header, gRPC's metadata) names, if any, and the
+    refusal (None: let it through): 401 without a known bearer token, 403 when the token does
+    not grant `permission` (None: any known token will do)."""
     if header is None:
-        return MISSING
+        return None, MISSING
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer":
-        return WRONG_SCHEME
+        return None, WRONG_SCHEME
     caller = tokens.identify(token.strip())
     if caller is None:
-        return INVALID
-    environ[CALLER] = caller.name
-    if route.access == "api" and route.permission not in caller.permissions:
-        return forbidden(caller.name, route.permission)
-    return None
+        return None, INVALID
+    if permission is not None and permission not in caller.permissions:
+        return caller.name, forbidden(caller.name, permission)
+    return caller.name, None
 
 
 def forbidden(name: str, needed: str) -> Problem:

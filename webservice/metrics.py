@@ -35,6 +35,20 @@ LATENCY = Histogram(
     ["endpoint", "status"],
     buckets=LATENCY_BUCKETS,
 )
+# The gRPC service (`webservice.grpcserver`): its own names, since its labels are a gRPC method
+# and status code, not an HTTP path and status; the predictions below count both transports.
+GRPC_REQUESTS = Counter(
+    "oncology_grpc_requests_total",
+    "gRPC calls answered, by method (ModelInfer...), status code (OK, INVALID_ARGUMENT...) and "
+    "caller (as for HTTP)",
+    ["method", "code", "caller"],
+)
+GRPC_LATENCY = Histogram(
+    "oncology_grpc_request_duration_seconds",
+    "Time from receiving a gRPC call to the end of its answer",
+    ["method", "code"],
+    buckets=LATENCY_BUCKETS,
+)
 PREDICTIONS = Counter("oncology_predictions_total", "Diagnoses given", ["prediction"])
 MALIGNANT_PROBABILITY = Histogram(
     "oncology_malignant_probability",

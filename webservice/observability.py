@@ -36,6 +36,11 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
 
+def valid_request_id(value: str) -> bool:
+    """Whether a client's request id may be kept as it is (HTTP's header, gRPC's metadata)."""
+    return _VALID_REQUEST_ID(value) is not None
+
+
 def new_request_id() -> str:
     """24 hex digits. Ids need to be unique, not secret: `random` (reseeded in each forked
     worker) costs no system call, unlike os.urandom."""

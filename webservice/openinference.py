@@ -1,10 +1,14 @@
 """The Open Inference Protocol ("V2", as KServe, Triton and MLServer speak it) for the one model.
 
-Decoding an inference request into validated rows (`oncology_model.validation.validate_flat`: the
-same rules and messages as the native API) and encoding answers, health and metadata. Both routes
-use these functions: `PredictionLane` serves inference, the flask-restx resources document every
-endpoint and answer identically without the lane. Every error is a `Problem`, which answers under
-/v2 as `{"error": "..."}`; malformed requests are 400, an unknown model or version 404.
+The protocol's one implementation, for both transports (MLServer's "dataplane"): the checks of an
+inference request (`tensor_rows`, `requested_outputs`, `explain_parameter`: the same rules and
+messages whatever carried them; the scores through `oncology_model.validation.validate_flat`, as
+the native API), its answer (`infer`: the outputs as plain values), health and metadata. The REST
+side is here too (`answer_infer`: JSON in, JSON out), which `PredictionLane` serves and the
+flask-restx resources answer identically without the lane; `webservice.grpcserver` is the thin
+gRPC side. Every error is a `Problem`: under /v2 `{"error": "..."}`, over gRPC a status with the
+same message; malformed requests are 400 (INVALID_ARGUMENT), an unknown model or version 404
+(NOT_FOUND).
 
 The not-measured convention: JSON has no NaN, so a missing score is `null` in `data` (what the
 kserve SDK's orjson writes for NaN), or the bare `NaN` token that Python's json module writes
@@ -17,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -30,6 +34,7 @@ from webservice.predicting import JSON, Answer, answering, not_recording, with_m
 from webservice.problems import Problem
 from webservice.records import ids
 from webservice.service import Service
+from webservice.tally import Observed
 
 MODEL_NAME = "oncology"
 INPUT = "tumors"
@@ -120,7 +125,7 @@ def decode(body: bytes, header_length: str | None, max_batch: int) -> Inference:
     request_id = request.get("id")
     if request_id is not None and type(request_id) is not str:
         raise bad("'id' must be a string.")
-    explain = _explain(request.get("parameters"))
+    explain = explain_parameter(request.get("parameters"))
     rows = _rows(request.get("inputs"), binary, max_batch)
     outputs = _outputs(request.get("outputs"), explain)
     return Inference(rows, outputs, request_id)
@@ -133,7 +138,9 @@ def _refuse_unknown(given: dict[str, Any], allowed: frozenset[str], what: str, h
         raise bad(f"{what} {_names(unknown)}; {hint}.")
 
 
-def _explain(parameters: object) -> bool:
+def explain_parameter(parameters: object) -> bool:
+    """The request parameters (a dict of plain values): only explain and binary_data_output,
+    each true or false; whether to explain."""
     if parameters is None:
         return False
     if type(parameters) is not dict:
@@ -151,24 +158,41 @@ def _explain(parameters: object) -> bool:
 def _rows(inputs: object, binary: bytes, max_batch: int) -> np.ndarray:
     """The one input tensor's scores as validated (n, 9) rows."""
     if type(inputs) is not list or len(inputs) != 1 or type(inputs[0]) is not dict:
-        raise bad(f"'inputs' must be a list of exactly one tensor, '{INPUT}'.")
+        raise bad(ONE_INPUT)
     tensor: dict[str, Any] = inputs[0]
-    name = tensor.get("name")
-    if name != INPUT:
-        raise bad(
-            f"Input {name!r} is not an input of model '{MODEL_NAME}'; its input is '{INPUT}'."
-        )
+    check_input_name(tensor.get("name"))
     _refuse_unknown(
         tensor, _INPUT_FIELDS, f"Input '{INPUT}': unknown field(s)",
         "expected name, shape, datatype, parameters and data",
     )  # fmt: skip
-    datatype = tensor.get("datatype")
+    datatype = check_datatype(tensor.get("datatype"))
+    n = rows_of_shape(tensor.get("shape"), max_batch)
+    return validated(_values(tensor, datatype, n, binary))
+
+
+ONE_INPUT = f"'inputs' must be a list of exactly one tensor, '{INPUT}'."
+
+
+def check_input_name(name: object) -> None:
+    if name != INPUT:
+        raise bad(
+            f"Input {name!r} is not an input of model '{MODEL_NAME}'; its input is '{INPUT}'."
+        )
+
+
+def check_datatype(datatype: object) -> str:
+    """The input's datatype, one of `DATATYPES`."""
     if datatype not in DATATYPES:
         raise bad(
             f"Input '{INPUT}': datatype {datatype!r} is not supported; use INT32, INT64, FP32 or "
             "FP64."
         )
-    shape = tensor.get("shape")
+    assert isinstance(datatype, str)
+    return datatype
+
+
+def rows_of_shape(shape: object, max_batch: int) -> int:
+    """N of a shape [N, 9] with 1 <= N <= max_batch (a list of ints: JSON's, or gRPC's)."""
     k = len(FEATURES)
     if (
         type(shape) is not list
@@ -181,10 +205,35 @@ def _rows(inputs: object, binary: bytes, max_batch: int) -> np.ndarray:
             f"Input '{INPUT}': shape {_json(shape)} must be [N, {k}]: one row of the {k} scores "
             f"({', '.join(FEATURES)}) per tumor."
         )
-    n = shape[0]
+    n: int = shape[0]
     if not 1 <= n <= max_batch:
         raise bad(f"Input '{INPUT}': shape [{n}, {k}] must have 1 to {max_batch} rows.")
-    values = _values(tensor, datatype, n, binary)
+    return n
+
+
+def check_count(count: int, n: int, what: str) -> None:
+    """`count` values (`what`: "data", "contents"...) for a shape [n, 9]."""
+    k = len(FEATURES)
+    if count != n * k:
+        raise bad(f"Input '{INPUT}': {what} has {count} values; shape [{n}, {k}] needs {n * k}.")
+
+
+def raw_values(raw: bytes, datatype: str, n: int, what: str) -> np.ndarray:
+    """The values of a tensor given as little-endian bytes (binary data, raw contents): exactly
+    n x 9 of the datatype."""
+    k = len(FEATURES)
+    itemsize = np.dtype(DATATYPES[datatype]).itemsize
+    if len(raw) != n * k * itemsize:
+        raise bad(
+            f"Input '{INPUT}': {what} has {len(raw)} bytes; shape [{n}, {k}] of {datatype} "
+            f"needs {n * k * itemsize} ({n} x {k} values of {itemsize} bytes)."
+        )
+    return np.frombuffer(raw, dtype=DATATYPES[datatype])
+
+
+def validated(values: Any) -> np.ndarray:
+    """n x 9 values, flat, as validated (n, 9) rows (NaN: not measured); else 400 naming each
+    bad value (its row, from 0, and feature) and the rule, counted as rejected fields."""
     try:
         return validate_flat(values, INPUT)
     except InvalidTumorError as error:
@@ -227,66 +276,103 @@ def _values(tensor: dict[str, Any], datatype: str, n: int, binary: bytes) -> Any
         if len(data) != n:
             raise bad(f"Input '{INPUT}': data has {len(data)} rows; shape [{n}, {k}] needs {n}.")
         return list(chain.from_iterable(data))
-    if len(data) != n * k:
-        raise bad(f"Input '{INPUT}': data has {len(data)} values; shape [{n}, {k}] needs {n * k}.")
+    check_count(len(data), n, "data")
     return data
 
 
 def _outputs(requested: object, explain: bool) -> tuple[str, ...]:
     if requested is None:
-        return (*DEFAULT_OUTPUTS, CONTRIBUTIONS) if explain else DEFAULT_OUTPUTS
+        return requested_outputs([], explain)
     if type(requested) is not list or not all(type(output) is dict for output in requested):
         raise bad("'outputs' must be a list of objects with a name.")
+    return requested_outputs(
+        [(output.get("name"), output.get("parameters")) for output in requested], explain
+    )
+
+
+def requested_outputs(requested: list[tuple[object, object]], explain: bool) -> tuple[str, ...]:
+    """The outputs to answer, in order, from the requested (name, parameters) pairs (none: the
+    default outputs); explaining adds contributions."""
+    if not requested:
+        return (*DEFAULT_OUTPUTS, CONTRIBUTIONS) if explain else DEFAULT_OUTPUTS
     names = []
-    for output in requested:
-        name = output.get("name")
+    for name, given in requested:
         if name not in _OUTPUT_NAMES:
             raise bad(
                 f"Output {name!r} is not an output of model '{MODEL_NAME}'; "
                 f"its outputs are {', '.join(_OUTPUT_NAMES)}."
             )
-        parameters = output.get("parameters") or {}
+        parameters = given or {}
         if type(parameters) is not dict or parameters.keys() - {"binary_data"}:
             raise bad(
                 f"Output '{name}': parameters {_json(parameters)} are not supported; "
                 "the only output parameter is binary_data (outputs are answered as JSON)."
             )
         if name not in names:
-            names.append(name)
+            names.append(str(name))
     if explain and CONTRIBUTIONS not in names:
         names.append(CONTRIBUTIONS)
     return tuple(names)
 
 
-def encode(inference: Inference, service: Service) -> Answer:
-    """The inference response: the requested outputs, in the order requested."""
+class Output(NamedTuple):
+    """One output tensor of an answer: its values flat, row-major (floats or strings)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    data: Any  # a list, or an ndarray (contributions)
+
+
+class Answered(NamedTuple):
+    """An inference's answer, whatever carries it: the outputs in the order requested, and what
+    the metrics and the record keep of its predictions."""
+
+    outputs: list[Output]
+    model_version: str
+    request_id: str | None
+    threshold: float
+    observed: Observed
+
+
+def infer(inference: Inference, service: Service) -> Answered:
+    """The requested outputs of a decoded inference, from one engine call."""
     rows = inference.rows
     malignant, flags, observed = service.scores(rows)
     n = len(rows)
-    outputs: list[dict[str, Any]] = []
+    outputs: list[Output] = []
     for name in inference.outputs:
         if name == PROBABILITY:
-            outputs.append({"name": name, "datatype": "FP64", "shape": [n], "data": malignant})
+            outputs.append(Output(name, "FP64", [n], malignant))
         elif name == LABEL:
-            labels = [_LABELS[flag] for flag in flags]
-            outputs.append({"name": name, "datatype": "BYTES", "shape": [n], "data": labels})
+            outputs.append(Output(name, "BYTES", [n], [_LABELS[flag] for flag in flags]))
         elif name == PREDICTION_ID:
-            prediction_ids = ids.ids(observed.id_block, n)
-            outputs.append(
-                {"name": name, "datatype": "BYTES", "shape": [n], "data": prediction_ids}
-            )
+            outputs.append(Output(name, "BYTES", [n], ids.ids(observed.id_block, n)))
         else:
-            contributions = service.contributions(rows).ravel().tolist()
-            shape = [n, len(FEATURES)]
-            outputs.append(
-                {"name": name, "datatype": "FP64", "shape": shape, "data": contributions}
-            )
-    answer: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": service.model_version}
-    if inference.request_id is not None:
-        answer["id"] = inference.request_id
-    answer["parameters"] = {"threshold": service.threshold}
-    answer["outputs"] = outputs
-    return Answer(orjson.dumps(answer), JSON, observed)
+            contributions = service.contributions(rows)
+            outputs.append(Output(name, "FP64", [n, len(FEATURES)], contributions.ravel()))
+    return Answered(
+        outputs, service.model_version, inference.request_id, service.threshold, observed
+    )
+
+
+def encode(inference: Inference, service: Service) -> Answer:
+    """The JSON inference response: the requested outputs, in the order requested."""
+    answered = infer(inference, service)
+    answer: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": answered.model_version}
+    if answered.request_id is not None:
+        answer["id"] = answered.request_id
+    answer["parameters"] = {"threshold": answered.threshold}
+    answer["outputs"] = [
+        {
+            "name": output.name,
+            "datatype": output.datatype,
+            "shape": output.shape,
+            "data": output.data if type(output.data) is list else output.data.tolist(),
+        }
+        for output in answered.outputs
+    ]
+    return Answer(orjson.dumps(answer), JSON, answered.observed)
 
 
 def server_metadata(version: str) -> dict[str, Any]:

@@ -40,11 +40,21 @@ class Answer(NamedTuple):
 
 
 def record(answer: Answer, environ: dict[str, Any], service: Service) -> None:
-    """Count an answer's predictions in the metrics and queue them for the prediction record:
-    the one place both happen."""
-    observed = answer.observed
-    if observed is None:
-        return
+    """Count an answer's predictions in the metrics and queue them for the prediction record."""
+    if answer.observed is not None:
+        record_observed(
+            answer.observed, environ.get(CALLER, ANONYMOUS), answer.case_references, service
+        )
+
+
+def record_observed(
+    observed: Observed,
+    caller: str,
+    case_references: list[str | None] | None,
+    service: Service,
+) -> None:
+    """Count answered predictions in the metrics and queue them for the prediction record: the
+    one place both happen, for every transport."""
     record_predictions(observed)
     if service.recorder is not None:
         service.recorder.add(
@@ -53,13 +63,13 @@ def record(answer: Answer, environ: dict[str, Any], service: Service) -> None:
                 now(),
                 service.model_version,
                 service.track,
-                environ.get(CALLER, ANONYMOUS),
+                caller,
                 request_id.get(),
                 service.threshold,
                 observed.rows,
                 observed.answered,
                 observed.flags,
-                answer.case_references,
+                case_references,
             )
         )
 

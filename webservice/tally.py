@@ -16,6 +16,8 @@ from oncology_model.drift import VALUE_LABELS
 from webservice.metrics import (
     EXPECTED_CASES,
     FEATURE_VALUES,
+    GRPC_LATENCY,
+    GRPC_REQUESTS,
     LATENCY,
     MALIGNANT_PROBABILITY,
     PREDICTIONS,
@@ -90,6 +92,7 @@ class Tally:
         self._pending: list[_Predictions] = []
         self._pending_rows = 0
         self._requests: list[tuple[str, str, str, float, str]] = []
+        self._grpc_requests: list[tuple[str, str, float, str]] = []
         self._flusher: threading.Thread | None = None
         # Resolved once: `.labels()` costs a dict look-up and a lock on every call. This also makes
         # every (feature, value) series exist at zero from start-up, so drift monitoring sees a
@@ -125,6 +128,13 @@ class Tally:
             overflowing = len(self._requests) > self.MAX_PENDING
         self._after_add(overflowing)
 
+    def add_grpc_request(self, method: str, code: str, seconds: float, caller: str) -> None:
+        """Queue one answered gRPC call's labels and duration."""
+        with self._lock:
+            self._grpc_requests.append((method, code, seconds, caller))
+            overflowing = len(self._grpc_requests) > self.MAX_PENDING
+        self._after_add(overflowing)
+
     def _after_add(self, overflowing: bool) -> None:
         if overflowing:
             self.flush()
@@ -141,6 +151,7 @@ class Tally:
         with self._lock:
             pending, self._pending, self._pending_rows = self._pending, [], 0
             requests, self._requests = self._requests, []
+            grpc_requests, self._grpc_requests = self._grpc_requests, []
         durations: dict[tuple[str, str, str], list[float]] = {}
         callers: dict[tuple[str, str, str, str], int] = {}
         for endpoint, method, status, seconds, caller in requests:
@@ -151,6 +162,15 @@ class Tally:
             REQUESTS.labels(*labels).inc(count)
         for (endpoint, _, status), seconds_list in durations.items():
             _observe_many(LATENCY.labels(endpoint, status), np.array(seconds_list))
+        grpc_durations: dict[tuple[str, str], list[float]] = {}
+        grpc_callers: dict[tuple[str, str, str], int] = {}
+        for method, code, seconds, caller in grpc_requests:
+            grpc_durations.setdefault((method, code), []).append(seconds)
+            grpc_callers[method, code, caller] = grpc_callers.get((method, code, caller), 0) + 1
+        for grpc_labels, count in grpc_callers.items():
+            GRPC_REQUESTS.labels(*grpc_labels).inc(count)
+        for (method, code), seconds_list in grpc_durations.items():
+            _observe_many(GRPC_LATENCY.labels(method, code), np.array(seconds_list))
         if pending:
             self._count_predictions(pending)
 
@@ -207,6 +227,12 @@ def record_request(endpoint: str, method: str, status: str, seconds: float, call
     """Count one answered request: labels from fixed sets (callers: the tokens files' names),
     and its duration."""
     TALLY.add_request(endpoint, method, status, seconds, caller)
+
+
+def record_grpc_request(method: str, code: str, seconds: float, caller: str) -> None:
+    """Count one answered gRPC call: its method (of the service's few), status code name, caller,
+    and its duration."""
+    TALLY.add_grpc_request(method, code, seconds, caller)
 
 
 def _observe_many(histogram: Histogram, values: np.ndarray) -> None:
