@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -43,6 +44,12 @@ class LiveServer:
     log: Path
     ready_path: str = "/readyz"
     front: bool = True
+    grpc_port: int = 0  # the gRPC service's (webservice.serve's), 0: none
+
+    @property
+    def grpc_target(self) -> str:
+        """host:port for a gRPC channel."""
+        return f"127.0.0.1:{self.grpc_port}"
 
     @property
     def gunicorn_pid(self) -> int:
@@ -81,12 +88,22 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited: {self.log.read_text()[-2000:]}")
             try:
-                if self.status(self.ready_path) == 200:
+                if self.status(self.ready_path) == 200 and self.grpc_listening():
                     return time.monotonic() - started
             except OSError:
                 pass
             time.sleep(0.01)
         raise TimeoutError(f"not ready in {timeout} s: {self.log.read_text()[-2000:]}")
+
+    def grpc_listening(self) -> bool:
+        """The gRPC port takes connections (True without one)."""
+        if not self.grpc_port:
+            return True
+        try:
+            socket.create_connection(("127.0.0.1", self.grpc_port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, SIGKILL after `timeout` s; the exit code."""
@@ -141,6 +158,10 @@ def live_server(
     )
     environment.update(env or {})
     front = app == SERVICE_APP if front is None else front
+    grpc_port = 0
+    if front:  # the gRPC service beside it, on a free port of its own unless the caller says
+        environment.setdefault("GRPC_PORT", str(free_port()))
+        grpc_port = 0 if environment["GRPC_PORT"] == "off" else int(environment["GRPC_PORT"])
     if front:
         command = [sys.executable, "-m", "webservice.serve"]
     else:
@@ -149,7 +170,7 @@ def live_server(
         process = subprocess.Popen(
             command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT
         )
-    server = LiveServer(process, port, log, ready_path, front)
+    server = LiveServer(process, port, log, ready_path, front, grpc_port)
     try:
         if wait:
             server.wait_ready()

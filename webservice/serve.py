@@ -1,12 +1,15 @@
 """`python -m webservice.serve`: the service as it runs everywhere (`make run`, the image, the pod):
-nginx in front (`webservice.front`), gunicorn behind it on a Unix socket.
+nginx in front (`webservice.front`), gunicorn behind it on a Unix socket, and beside them the
+Open Inference Protocol's gRPC service (`webservice.grpcserver`) on GRPC_PORT (8081; `off`: none),
+GRPC_WORKERS processes (1) sharing the port.
 
 Start: the settings are checked first (`config.startup_problem`: one line and exit 1, before
-anything listens); gunicorn starts and binds its socket; then nginx listens on HOST:PORT.
+anything listens), and that GRPC_PORT is free; gunicorn starts, migrates the record's database
+and binds its socket; then nginx listens on HOST:PORT and the gRPC processes on HOST:GRPC_PORT.
 Stop (SIGTERM, SIGINT): nginx stops accepting and finishes every request it holds, which
-gunicorn answers; then gunicorn stops as it always does. SIGHUP reloads both (gunicorn replaces
-its workers). When either process exits on its own, the other is stopped and the exit is
-non-zero. nginx's lines about the answers it gave itself are counted into
+gunicorn answers, while the gRPC processes refuse new calls and answer those under way; then
+gunicorn stops as it always does. SIGHUP reloads nginx and gunicorn (gunicorn replaces its
+workers). When any process exits on its own, the others are stopped and the exit is non-zero. nginx's lines about the answers it gave itself are counted into
 `oncology_front_answers_total{reason}` (prometheus-client's multiprocess folder, which the
 workers' /metrics reads) and written on to stdout.
 """
@@ -18,11 +21,13 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -58,22 +63,52 @@ def main() -> int:
     shared_memory = os.environ.get("WORKER_TMP_DIR", "/dev/shm")  # nosec B108
     metrics_dir = tempfile.mkdtemp(prefix="oncology-metrics-", dir=shared_memory)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    grpc = grpc_settings()
+    if isinstance(grpc, str):
+        print(f"oncology-serve: cannot start: {grpc}", file=sys.stderr)
+        return 1
     try:
-        return Launcher(run_dir).run()
+        return Launcher(run_dir, grpc).run()
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-class Launcher:
-    """gunicorn and nginx as one service: started in order, stopped in order."""
+def grpc_settings(environ: Mapping[str, str] = os.environ) -> tuple[int, int] | str:
+    """(GRPC_PORT, GRPC_WORKERS), (0, 0) with GRPC_PORT=off, or why they cannot work."""
+    text = environ.get("GRPC_PORT", "8081")
+    if text == "off":
+        return 0, 0
+    workers = environ.get("GRPC_WORKERS", "1")
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        return f"GRPC_PORT={text!r} is not a port: expected 1 to 65535, or off"
+    if not workers.isdigit() or int(workers) < 1:
+        return f"GRPC_WORKERS={workers!r} is not valid: expected a whole number above 0"
+    host = environ.get("HOST", "127.0.0.1")
+    # Its processes share the port (SO_REUSEPORT), which would also share it with another
+    # server already there: a plain bind first says whether the port is free.
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        probe.bind((host, int(text)))
+    except OSError as error:
+        return f"GRPC_PORT {text} on {host} cannot be used ({error.strerror}): another server?"
+    finally:
+        probe.close()
+    return int(text), int(workers)
 
-    def __init__(self, run_dir: Path) -> None:
+
+class Launcher:
+    """gunicorn, nginx and the gRPC processes as one service: started in order, stopped in
+    order."""
+
+    def __init__(self, run_dir: Path, grpc: tuple[int, int] = (0, 0)) -> None:
         self.run_dir = run_dir
+        self.grpc_port, self.grpc_workers = grpc
         self.stopping = threading.Event()
         self.reload = threading.Event()
         self.gunicorn: subprocess.Popen[bytes] | None = None
         self.nginx: subprocess.Popen[bytes] | None = None
+        self.grpc: list[subprocess.Popen[bytes]] = []
 
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -102,14 +137,35 @@ class Launcher:
             target=count_front_answers, args=(self.nginx.stdout,), name="front-log", daemon=True
         )
         counter.start()
+        # The record's database is migrated (gunicorn's master did it before binding its socket).
+        grpc_environment = {
+            **os.environ,
+            "GRPC_PORT": str(self.grpc_port),
+            "GRPC_REUSE_PORT": "1" if self.grpc_workers > 1 else "0",
+            "ONCOLOGY_DB_MIGRATE": "false",
+        }
+        self.grpc = [
+            subprocess.Popen(
+                [sys.executable, "-m", "webservice.grpcserver"],
+                env=grpc_environment,
+                start_new_session=True,
+            )
+            for _ in range(self.grpc_workers)
+        ]
         while not self.stopping.is_set():
             if self.reload.is_set():
                 self.reload.clear()
                 self.gunicorn.send_signal(signal.SIGHUP)
                 self.nginx.send_signal(signal.SIGHUP)
-            for process in (self.gunicorn, self.nginx):
+            for process in (self.gunicorn, self.nginx, *self.grpc):
                 if process.poll() is not None:
-                    name = "gunicorn" if process is self.gunicorn else "nginx"
+                    name = (
+                        "gunicorn"
+                        if process is self.gunicorn
+                        else "nginx"
+                        if process is self.nginx
+                        else "the gRPC server"
+                    )
                     print(f"oncology-serve: {name} exited ({process.returncode})", file=sys.stderr)
                     return self._stop(process.returncode or 1)
             self.stopping.wait(0.2)
@@ -130,17 +186,22 @@ class Launcher:
         return False
 
     def _stop(self, code: int) -> int:
-        """nginx first (it finishes what it holds, which needs gunicorn), then gunicorn."""
+        """nginx and the gRPC processes first, together (nginx finishes what it holds, which
+        needs gunicorn), then gunicorn."""
         grace = graceful_timeout() + 5
-        for process, graceful in ((self.nginx, signal.SIGQUIT), (self.gunicorn, signal.SIGTERM)):
-            if process is None or process.poll() is not None:
-                continue
-            process.send_signal(graceful)
-            try:
-                process.wait(grace)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        first = [(self.nginx, signal.SIGQUIT), *((p, signal.SIGTERM) for p in self.grpc)]
+        for group in (first, [(self.gunicorn, signal.SIGTERM)]):
+            stopping = [p for p, graceful in group if p is not None and p.poll() is None]
+            for process, graceful in group:
+                if process in stopping:
+                    process.send_signal(graceful)
+            deadline = time.monotonic() + grace
+            for process in stopping:
+                try:
+                    process.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
         return code
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
