@@ -9,9 +9,10 @@ and binds its socket; then nginx listens on HOST:PORT and the gRPC processes on 
 Stop (SIGTERM, SIGINT): nginx stops accepting and finishes every request it holds, which
 gunicorn answers, while the gRPC processes refuse new calls and answer those under way; then
 gunicorn stops as it always does. SIGHUP reloads nginx and gunicorn (gunicorn replaces its
-workers). When any process exits on its own, the others are stopped and the exit is non-zero. nginx's lines about the answers it gave itself are counted into
+workers). When any process exits on its own, the others are stopped and the exit is non-zero.
+nginx's lines about the answers it gave itself are counted into
 `oncology_front_answers_total{reason}` (prometheus-client's multiprocess folder, which the
-workers' /metrics reads) and written on to stdout.
+workers' /metrics reads, as it reads the gRPC processes' metrics) and written on to stdout.
 """
 
 from __future__ import annotations
