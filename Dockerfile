@@ -3,8 +3,8 @@
 #            given to `make image model=DIR` (verified) or trains it (deterministic, ~20 s),
 #            builds the wheel around it
 #   training: the builder's training environment as a non-root image, for the Kubernetes training Job
-#   runtime (last, the default): only what serving needs, nginx in front of gunicorn, as a fixed
-#            non-root UID, read-only friendly
+#   runtime (last, the default): only what serving needs, nginx in front of gunicorn and the gRPC
+#            service beside them, as a fixed non-root UID, read-only friendly
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS builder
@@ -24,7 +24,7 @@ COPY Pipfile Pipfile.lock ./
 # a compiler. Not pinned (DL3008): build tools only, whatever the base's Debian release ships.
 # hadolint ignore=DL3008
 RUN /opt/pipenv/bin/pipenv requirements --hash --categories packages > serve.txt \
-    && /opt/pipenv/bin/pipenv requirements --hash --categories "packages train" > train.txt \
+    && /opt/pipenv/bin/pipenv requirements --hash --categories "packages train build" > train.txt \
     && apt-mark showmanual > /tmp/base-packages \
     && apt-get update -qq \
     && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
@@ -44,6 +44,11 @@ RUN /opt/pipenv/bin/pipenv requirements --hash --categories packages > serve.txt
     && rm -rf /var/lib/apt/lists/* /tmp/base-packages
 COPY pyproject.toml README.md ./
 COPY oncology_model ./oncology_model
+# The gRPC service's messages, compiled here by grpcio-tools (the lock's build category, in the
+# builder's training environment only) and copied into the runtime image.
+COPY webservice/grpcserver/grpc_predict_v2.proto ./webservice/grpcserver/
+RUN /opt/train/bin/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. \
+        webservice/grpcserver/grpc_predict_v2.proto
 # `make image model=DIR` stages DIR's artifacts here; left empty, the build trains as it always has.
 COPY build/image-model /model
 # The model version the image is tagged with (make image reads it from the artifacts' metadata).
@@ -87,6 +92,8 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY gunicorn.conf.py ./
 COPY webservice ./webservice
+COPY --from=builder /src/webservice/grpcserver/grpc_predict_v2_pb2.py \
+    /src/webservice/grpcserver/grpc_predict_v2_pb2_grpc.py ./webservice/grpcserver/
 # `oncology-db` (migrations, retention, erasure, export: the Kubernetes Jobs run it), `oncology-quality`
 # and `oncology-cases` (confirmed cases as training data), and a folder
 # for the prediction record's default SQLite file (mount a volume there to keep it; Kubernetes
@@ -107,12 +114,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
     PORT=8080 \
+    GRPC_PORT=8081 \
     TMPDIR=/dev/shm \
     PYTHONPATH=/app \
     ONCOLOGY_DATABASE_URL=sqlite:////var/lib/oncology/records.sqlite3
 USER 10001:10001
-EXPOSE 8080
+# HTTP (nginx in front of gunicorn) and gRPC (the Open Inference Protocol's service).
+EXPOSE 8080 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8080'), timeout=2)"]
-# nginx on PORT in front of gunicorn (on a Unix socket): see webservice/serve.py.
+# nginx on PORT in front of gunicorn (on a Unix socket), gRPC on GRPC_PORT: see webservice/serve.py.
 ENTRYPOINT ["python", "-m", "webservice.serve"]
