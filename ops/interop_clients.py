@@ -1,16 +1,22 @@
-"""Real Open Inference Protocol clients against the live service: tritonclient[http] and the
-kserve SDK's InferenceRESTClient, unmodified, each with binary and with JSON tensor data.
+"""Real Open Inference Protocol clients against the live service, unmodified: tritonclient's
+HTTP and gRPC clients, and the kserve SDK's InferenceRESTClient and InferenceGRPCClient; binary
+and JSON tensor data over REST, raw and typed contents over gRPC.
 
 Run by `ops/interop.py` with the interpreter of its own virtual environment (the clients are not
-project dependencies): `python ops/interop_clients.py http://127.0.0.1:PORT`. Every answer is
-compared with the native /v1/predictions/batch for the same tumors. Prints one line per check and
-'N passed, N failed' at the end; exits 1 when a check failed.
+project dependencies), once per family (tritonclient's and kserve's gRPC messages both define
+`inference.*`, so one process cannot load both):
+`python ops/interop_clients.py triton|kserve http://127.0.0.1:PORT 127.0.0.1:GRPC_PORT
+127.0.0.1:GUARDED_GRPC_PORT`, the last a server with a tokens file whose token is in
+INTEROP_TOKEN. Every answer is compared with the native /v1/predictions/batch for the same
+tumors. Prints one line per check and 'N passed, N failed' at the end; exits 1 when a check
+failed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import traceback
 import urllib.request
@@ -191,10 +197,167 @@ def kserve_checks(base: str) -> dict[str, Callable[[], None]]:
     }
 
 
+def triton_grpc_checks(base: str, target: str, guarded: str) -> dict[str, Callable[[], None]]:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(url=target)
+
+    def health() -> None:
+        assert client.is_server_live()
+        assert client.is_server_ready()
+        assert client.is_model_ready(MODEL)
+
+    def metadata() -> None:
+        model = client.get_model_metadata(MODEL, as_json=True)
+        assert model["inputs"][0]["shape"] == ["-1", "9"], model
+        assert client.get_server_metadata().name == "oncology-webservice"
+
+    def infer(rows: np.ndarray) -> None:
+        tensor = grpcclient.InferInput("tumors", list(rows.shape), "FP32")
+        tensor.set_data_from_numpy(rows)  # raw_input_contents, tritonclient's only way
+        result = client.infer(MODEL, [tensor], request_id="triton-grpc-1")
+        assert result.get_response().id == "triton-grpc-1"
+        same_as_native(
+            base, rows, result.as_numpy("malignant_probability"), result.as_numpy("label")
+        )
+        on_record(base, rows, result.as_numpy("prediction_id"))
+
+    def refused(
+        tensor: Any, code: str, message: str, model: str = MODEL, on: Any = client, **kwargs: Any
+    ) -> None:
+        try:
+            on.infer(model, [tensor], **kwargs)
+        except InferenceServerException as error:
+            print(f"    tritonclient user sees: {error}")
+            assert error.status() == f"StatusCode.{code}", error.status()
+            assert message in str(error.message()), error.message()
+        else:
+            raise AssertionError(f"answered, not {code}")
+
+    def malformed() -> None:
+        tensor = grpcclient.InferInput("tumors", [1, 9], "INT32")
+        tensor.set_data_from_numpy(np.array([[4, 1, 2, 1, 2, 1, 1, 1, 11]], dtype=np.int32))
+        refused(tensor, "INVALID_ARGUMENT", "tumors[0].mitoses: 11 is out of range")
+
+    def wrong_length() -> None:
+        tensor = grpcclient.InferInput("tumors", [2, 9], "FP32")
+        tensor.set_data_from_numpy(tumors(2))
+        tensor.set_shape([3, 9])  # the raw contents stay 2 rows long
+        refused(tensor, "INVALID_ARGUMENT", "raw_input_contents has 72 bytes")
+
+    def wrong_model() -> None:
+        tensor = grpcclient.InferInput("tumors", [1, 9], "FP32")
+        tensor.set_data_from_numpy(SEED)
+        refused(tensor, "NOT_FOUND", "this server serves 'oncology'", model="oncologie")
+
+    def tokens() -> None:
+        token = os.environ["INTEROP_TOKEN"]
+        protected = grpcclient.InferenceServerClient(url=guarded)
+        tensor = grpcclient.InferInput("tumors", [1, 9], "FP32")
+        tensor.set_data_from_numpy(SEED)
+        refused(tensor, "UNAUTHENTICATED", "needs a token", on=protected)
+        result = protected.infer(MODEL, [tensor], headers={"authorization": f"Bearer {token}"})
+        assert result.as_numpy("label").tolist() == [b"benign"]
+
+    return {
+        "tritonclient gRPC: live, ready, model ready": health,
+        "tritonclient gRPC: server and model metadata": metadata,
+        "tritonclient gRPC: 1 tumor, raw contents": lambda: infer(SEED),
+        "tritonclient gRPC: 1,000 tumors (NaN = not measured), raw contents": lambda: infer(
+            tumors(1000)
+        ),
+        "tritonclient gRPC: malformed tensor": malformed,
+        "tritonclient gRPC: raw contents shorter than the shape": wrong_length,
+        "tritonclient gRPC: wrong model name": wrong_model,
+        "tritonclient gRPC: missing token, then a token": tokens,
+    }
+
+
+def kserve_grpc_checks(base: str, target: str, guarded: str) -> dict[str, Callable[[], None]]:
+    import grpc
+    from kserve import InferenceGRPCClient, InferInput, InferRequest
+
+    def run(coroutine: Callable[[InferenceGRPCClient], Any], url: str = target) -> Any:
+        async def main() -> Any:
+            client = InferenceGRPCClient(url=url, timeout=30)
+            try:
+                return await coroutine(client)
+            finally:
+                await client.close()
+
+        return asyncio.run(main())
+
+    def health() -> None:
+        assert run(lambda client: client.is_server_live())
+        assert run(lambda client: client.is_server_ready())
+        assert run(lambda client: client.is_model_ready(MODEL))
+
+    def infer(rows: np.ndarray, raw: bool) -> None:
+        tensor = InferInput("tumors", list(rows.shape), "FP32")
+        tensor.set_data_from_numpy(rows, binary_data=raw)  # False: typed fp32_contents
+        request = InferRequest(model_name=MODEL, infer_inputs=[tensor], request_id="kserve-g1")
+        response = run(lambda client: client.infer(request))
+        assert response.id == "kserve-g1"
+        outputs = {output.name: output for output in response.outputs}
+        same_as_native(
+            base,
+            rows,
+            outputs["malignant_probability"].as_numpy(),
+            outputs["label"].as_numpy(),
+        )
+        on_record(base, rows, outputs["prediction_id"].as_numpy())
+
+    def refused(
+        request: Any, code: Any, message: str, url: str = target, headers: Any = None
+    ) -> None:
+        try:
+            run(lambda client: client.infer(request, headers=headers), url)
+        except grpc.RpcError as error:
+            print(f"    kserve user sees: {error.code()}: {error.details()}")
+            assert error.code() == code, error.code()
+            assert message in str(error.details()), error.details()
+        else:
+            raise AssertionError(f"answered, not {code}")
+
+    def malformed() -> None:
+        tensor = InferInput("tumors", [1, 8], "INT64", data=[4, 1, 2, 1, 2, 1, 1, 1])
+        request = InferRequest(model_name=MODEL, infer_inputs=[tensor])
+        refused(request, grpc.StatusCode.INVALID_ARGUMENT, "shape [1, 8] must be [N, 9]")
+
+    def wrong_model() -> None:
+        tensor = InferInput("tumors", [1, 9], "INT64", data=[4, 1, 2, 1, 2, 1, 1, 1, 1])
+        request = InferRequest(model_name="oncologie", infer_inputs=[tensor])
+        refused(request, grpc.StatusCode.NOT_FOUND, "this server serves 'oncology'")
+
+    def tokens() -> None:
+        tensor = InferInput("tumors", [1, 9], "INT64", data=[4, 1, 2, 1, 2, 1, 1, 1, 1])
+        request = InferRequest(model_name=MODEL, infer_inputs=[tensor])
+        refused(request, grpc.StatusCode.UNAUTHENTICATED, "needs a token", url=guarded)
+        headers = (("authorization", f"Bearer {os.environ['INTEROP_TOKEN']}"),)
+        response = run(lambda client: client.infer(request, headers=headers), guarded)
+        assert response.outputs[1].as_numpy().tolist() == [b"benign"]
+
+    return {
+        "kserve gRPC: live, ready, model ready": health,
+        "kserve gRPC: 1 tumor, raw contents": lambda: infer(SEED, True),
+        "kserve gRPC: 1 tumor, typed contents": lambda: infer(SEED, False),
+        "kserve gRPC: 1,000 tumors (NaN = not measured), raw": lambda: infer(tumors(1000), True),
+        "kserve gRPC: 1,000 tumors (NaN = not measured), typed": lambda: infer(tumors(1000), False),
+        "kserve gRPC: malformed tensor": malformed,
+        "kserve gRPC: wrong model name": wrong_model,
+        "kserve gRPC: missing token, then a token": tokens,
+    }
+
+
 def main() -> int:
-    base = sys.argv[1].rstrip("/")
+    family, base, target, guarded = sys.argv[1], sys.argv[2].rstrip("/"), *sys.argv[3:5]
+    if family == "triton":
+        families = (triton_checks(base), triton_grpc_checks(base, target, guarded))
+    else:
+        families = (kserve_checks(base), kserve_grpc_checks(base, target, guarded))
     passed = failed = 0
-    for checks in (triton_checks(base), kserve_checks(base)):
+    for checks in families:
         for name, check in checks.items():
             try:
                 check()

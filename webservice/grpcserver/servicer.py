@@ -123,6 +123,12 @@ def decode(request: Any, max_batch: int) -> Inference:
             raise bad(
                 f"raw_input_contents has {len(raw)} entries; it needs one per input (1, '{INPUT}')."
             )
+        size = _plain(tensor.parameters).get("binary_data_size", len(raw[0]))
+        if size != len(raw[0]):
+            raise bad(
+                f"Input '{INPUT}': binary_data_size {size!r} must equal the length of its "
+                f"raw_input_contents ({len(raw[0])} bytes)."
+            )
         values = raw_values(raw[0], datatype, n, "raw_input_contents")
     else:
         field = CONTENTS[datatype]
