@@ -17,7 +17,7 @@ from webservice.metrics import record_served
 from webservice.middleware import WSGIApp
 from webservice.observability import Observability, configure_logging
 from webservice.problems import STATUS_LINES
-from webservice.service import Service
+from webservice.service import Service, init_records
 from webservice.tally import TALLY
 from webservice.tokens import TokenFile
 
@@ -73,28 +73,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         inner, model_version=service.model_version, access_log=settings["ACCESS_LOG"]
     )
     return app
-
-
-def init_records(service: Service, settings: dict[str, Any]) -> None:
-    """The prediction record, unless off: its store and this worker's writer, the database
-    migrated first when DB_MIGRATE (gunicorn's master migrates once and turns it off for its
-    workers). A database that cannot be reached leaves the service answering; the writer
-    buffers and retries."""
-    if settings["RECORDS"] == "off":
-        return
-    from webservice.records.store import RecordStore, engine_for, migrate_at_start
-    from webservice.records.writer import RecordWriter
-
-    engine = engine_for(settings["DATABASE_URL"])
-    if settings["DB_MIGRATE"]:
-        migrate_at_start(engine)
-    service.records = RecordStore(engine)
-    service.recorder = RecordWriter(
-        service.records,
-        capacity=settings["RECORDS_BUFFER"],
-        interval=settings["RECORDS_FLUSH_SECONDS"],
-        required=settings["RECORDS"] == "required",
-    )
 
 
 def _tokens(path: str | None) -> TokenFile | None:

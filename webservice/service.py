@@ -177,6 +177,28 @@ class Service:
         return answers, observed
 
 
+def init_records(service: Service, settings: dict[str, Any]) -> None:
+    """The prediction record, unless off: its store and this process's writer, the database
+    migrated first when DB_MIGRATE (gunicorn's master migrates once and turns it off for its
+    workers and the gRPC processes). A database that cannot be reached leaves the service
+    answering; the writer buffers and retries."""
+    if settings["RECORDS"] == "off":
+        return
+    from webservice.records.store import RecordStore, engine_for, migrate_at_start
+    from webservice.records.writer import RecordWriter
+
+    engine = engine_for(settings["DATABASE_URL"])
+    if settings["DB_MIGRATE"]:
+        migrate_at_start(engine)
+    service.records = RecordStore(engine)
+    service.recorder = RecordWriter(
+        service.records,
+        capacity=settings["RECORDS_BUFFER"],
+        interval=settings["RECORDS_FLUSH_SECONDS"],
+        required=settings["RECORDS"] == "required",
+    )
+
+
 # Shared by every answer without imputed scores: one object instead of one list per answer.
 NONE_IMPUTED: tuple[str, ...] = ()
 

@@ -136,9 +136,12 @@ def test_service_selects_the_pods(rendered: dict[str, dict[str, Any]]) -> None:
     pod_labels = rendered["Deployment"]["spec"]["template"]["metadata"]["labels"]
     assert selector and selector.items() <= pod_labels.items()
     assert rendered["Service"]["spec"]["type"] == "ClusterIP"
-    port = rendered["Service"]["spec"]["ports"][0]
+    port, grpc = rendered["Service"]["spec"]["ports"]
     container = rendered["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert port["name"] == "http" and port["targetPort"] == container["ports"][0]["name"]
+    # The gRPC port, named for what it speaks, on the port the image's gRPC service listens on.
+    assert grpc["name"] == "grpc" == grpc["targetPort"] and grpc["appProtocol"] == "grpc"
+    assert {"name": "grpc", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
     assert (
         rendered["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items()
         <= pod_labels.items()
@@ -155,15 +158,18 @@ def test_probes_point_at_paths_the_service_serves(
     container = rendered["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     served = {rule.rule for rule in app.url_map.iter_rules()}
     client = app.test_client()
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+    for probe in ("readinessProbe", "livenessProbe"):
         path = container[probe]["httpGet"]["path"]
         assert path in served, (probe, path)
         assert client.get(path).status_code == 200, (probe, path)
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+    for probe in ("readinessProbe", "livenessProbe"):
         # The kubelet sends no token: with tokens on (as in k8s/), the probes must stay open.
         assert access(container[probe]["httpGet"]["path"]) == "open", probe
+    # Started once the gRPC process is ready too: grpc.health.v1's default service (""), which
+    # is open and SERVING once its model is verified (tests/service/test_grpc.py).
+    assert container["startupProbe"]["grpc"] == {"port": 8081}
 
 
 def test_rollout_never_drops_below_wanted_and_drains_before_stopping(
@@ -433,7 +439,10 @@ def test_network_policy_admits_only_labelled_callers_and_monitoring(
     sources = []
     for rule in policy["ingress"]:
         assert rule["from"], "a rule without `from` admits every source"
-        assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+        assert rule["ports"] == [
+            {"port": "http", "protocol": "TCP"},
+            {"port": "grpc", "protocol": "TCP"},
+        ]
         for peer in rule["from"]:
             assert "ipBlock" not in peer
             assert set(peer) in ({"podSelector"}, {"namespaceSelector"}), peer

@@ -71,6 +71,14 @@ def test_probes_use_the_protocol_health_endpoints(
         assert client.get(path).status_code == 200, path
 
 
+def test_the_runtime_declares_the_grpc_port(rendered: dict[str, dict[str, Any]]) -> None:
+    """gRPC V2 too, on the image's GRPC_PORT, in the port KServe takes for gRPC (h2c)."""
+    assert "grpc-v2" in rendered["ServingRuntime"]["spec"]["protocolVersions"]
+    assert container(rendered)["ports"][1] == {
+        "name": "h2c", "containerPort": 8081, "protocol": "TCP"
+    }  # fmt: skip
+
+
 def test_the_container_is_the_deployment_container(rendered: dict[str, dict[str, Any]]) -> None:
     deployment = yaml.safe_load((ROOT / "k8s" / "deployment.yaml").read_text())
     (reference,) = deployment["spec"]["template"]["spec"]["containers"]

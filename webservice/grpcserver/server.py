@@ -35,7 +35,7 @@ from webservice.grpcserver.protocol import SERVICE_NAME, pb_grpc
 from webservice.grpcserver.servicer import InferenceServicer
 from webservice.metrics import record_served
 from webservice.observability import configure_logging
-from webservice.service import Service
+from webservice.service import Service, init_records
 from webservice.tally import TALLY
 from webservice.tokens import TokenFile
 
@@ -126,9 +126,7 @@ def main() -> int:
     service.track = settings["TRACK"]
     TALLY.set_model(service.model_version, service.track)
     record_served(service.model_version, service.track)
-    from webservice.app import init_records  # the same record as gunicorn's workers
-
-    init_records(service, settings)
+    init_records(service, settings)  # the same record as gunicorn's workers
     server = GrpcServer(service, settings, reuse_port=os.environ.get("GRPC_REUSE_PORT") == "1")
     address = f"{os.environ.get('HOST', '127.0.0.1')}:{port()}"
     if not server.listen(address):
