@@ -15,7 +15,10 @@
 (e) the prediction record: the service as served records into SQLite (the default); the same
     with records off, and recording into a real PostgreSQL on loopback (when Debian's postgresql
     is installed): single predictions and 10,000-tumor batches;
-optionally (f) Seldon MLServer serving the same scikit-learn model (`--mlserver`).
+(f) the Open Inference Protocol over gRPC against REST (`bench.grpc_load`): single inference at
+    16 connections against REST V2, and a 10,000-tumor batch in raw contents against the same
+    batch as REST JSON;
+optionally (g) Seldon MLServer serving the same scikit-learn model (`--mlserver`).
 
 Throughput rounds alternate floor and service so that the machine's noise hits both alike; the
 figures are medians over the rounds. Targets are ratios measured in this one run (they hold on
@@ -42,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.grpc_load import grpc_scenario
 from bench.scoring import scoring_benchmark
 from harness.live_server import LiveServer, live_server
 from harness.load import cpu_seconds, need_wrk, process_tree, rss_mb, run_wrk, wrk_script
@@ -210,7 +214,12 @@ def main() -> int:
         floor = stack.enter_context(
             live_server(logs, workers=args.workers, app="bench.floor:app", ready_path="/")
         )
-        service = stack.enter_context(live_server(logs, workers=args.workers, wait=False))
+        # As many gRPC processes as workers: the gRPC scenario compares like with like.
+        service = stack.enter_context(
+            live_server(
+                logs, workers=args.workers, wait=False, env={"GRPC_WORKERS": str(args.workers)}
+            )
+        )
         # Timed alone: started beside another server, it would time the two sharing the cores.
         results["start_to_ready_s"] = service.wait_ready()
         secured = stack.enter_context(live_server(logs, workers=args.workers, env=secured_env))
@@ -345,6 +354,9 @@ def main() -> int:
         )
         workers = service.workers()
         results["worker_rss_mb"] = max(rss_mb(pid) for pid in workers)
+        results["grpc"] = grpc_scenario(service, OUT, args.seconds, args.rounds)
+        for name, values in results["grpc"]["ratios"].items():
+            results["ratios"][name] = _spread(values)
     results["in_process"] = in_process()
     results["scoring"] = scoring_benchmark(OUT, args.scoring_rows)
     if args.mlserver:
@@ -553,6 +565,28 @@ def report(r: dict[str, Any]) -> None:
             f"peak RSS {r['scoring']['peak_rss_mb']:.0f} MB",
         ),
     ]
+    if "grpc" in r:
+        grpc, rest = r["grpc"]["grpc_single_c16"], r["grpc"]["rest_v2_single_c16"]
+        rows += [
+            ("gRPC ModelInfer (one row, raw), c16", _rps(grpc), _latency(grpc)),
+            ("REST V2 inference (one row, JSON), c16", _rps(rest), _latency(rest)),
+            (
+                "server CPU per request, gRPC / REST V2",
+                f"{grpc['cpu_us_per_request']:.0f} / {rest['cpu_us_per_request']:.0f} us",
+                "",
+            ),
+            *(
+                (
+                    f"batch of 10,000, {label}: server / client time",
+                    f"{times['server']:.1f} / {times['client']:.1f} ms",
+                    "",
+                )
+                for label, times in (
+                    ("gRPC raw FP32", r["grpc"]["grpc_batch_10000_ms"]),
+                    ("REST JSON", r["grpc"]["rest_batch_10000_ms"]),
+                )
+            ),
+        ]
     if "mlserver" in r:
         rows.append(
             (

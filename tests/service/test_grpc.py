@@ -381,6 +381,18 @@ def test_bearer_tokens_in_the_authorization_metadata(tmp_path: Path) -> None:
         assert ALICE not in server.log.read_text()
 
 
+def test_the_bench_grpc_scenario_runs(server: LiveServer, tmp_path: Path) -> None:
+    """`make bench`'s gRPC comparison, briefly: both protocols answer, nothing fails."""
+    from bench.grpc_load import grpc_scenario
+
+    result = grpc_scenario(server, tmp_path, seconds=1, rounds=1)
+    assert result["grpc_single_c16"]["requests"] > 0
+    assert result["grpc_single_c16"]["errors"] == 0
+    assert result["rest_v2_single_c16"]["rps"] > 0
+    for side in ("grpc_batch_10000_ms", "rest_batch_10000_ms"):
+        assert 0 < result[side]["server"] <= result[side]["client"]
+
+
 def grpc_pids(server: LiveServer) -> list[int]:
     return [
         pid

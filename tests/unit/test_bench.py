@@ -7,6 +7,8 @@ import io
 import math
 from typing import Any
 
+import numpy as np
+
 from bench.floor import app as floor
 from bench.run import TARGETS, deployment_resources, sizing, verdicts
 
@@ -88,3 +90,18 @@ def test_sizing_follows_the_deployment_and_the_hpa() -> None:
     assert single["pods"] == {"1000": 2, "10000": 15, "100000": 143}
     assert shapes["batch of 100"]["cpu_us_per_prediction"] == 20
     assert shapes["batch of 10,000"]["pods"]["1000"] == 2  # never below minReplicas
+
+
+def test_the_grpc_scenario_sends_what_the_service_takes() -> None:
+    """The bench's gRPC single request is the seed tumor in raw contents, decoded by the service's
+    own checks; its batch holds 10,000 tumors, some not measured."""
+    from bench.grpc_load import batch_rows, single_request
+    from oncology_model.verify import SEED_TUMOR
+    from webservice.grpcserver.protocol import pb
+    from webservice.grpcserver.servicer import decode
+
+    inference = decode(pb.ModelInferRequest.FromString(single_request()), max_batch=10_000)
+    assert inference.rows.tolist() == [list(map(float, SEED_TUMOR))]
+    rows = batch_rows()
+    assert rows.shape == (10_000, 9)
+    assert 0 < int(np.isnan(rows).sum()) < 10_000
