@@ -202,8 +202,9 @@ def get_or_post(
 
 
 def check_image(image: str, version: str) -> dict[str, object]:
-    """Run `image` read-only as its non-root user; it must serve model `version`."""
-    port = free_port()
+    """Run `image` read-only as its non-root user; it must serve model `version`, over HTTP and
+    over gRPC."""
+    port, grpc_port = free_port(), free_port()
     figures: dict[str, object] = {}
     inspect = json.loads(docker("image", "inspect", image).stdout)[0]
     size_mb = inspect["Size"] / 1e6
@@ -220,7 +221,7 @@ def check_image(image: str, version: str) -> dict[str, object]:
     container = docker(
         "run", "--detach", "--read-only", "--network", "host", "--user", f"{UID}:{UID}",
         "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "--env", f"PORT={port}", "--env", "WORKERS=2",
+        "--env", f"PORT={port}", "--env", f"GRPC_PORT={grpc_port}", "--env", "WORKERS=2",
         "--health-interval", "1s", "--health-start-period", "5s",
         image,
     ).stdout.strip()  # fmt: skip
@@ -251,6 +252,7 @@ def check_image(image: str, version: str) -> dict[str, object]:
         card = json.loads(get_or_post(port, "/v1/model")[1])["version"]
         assert served == card == answer["model_version"] == version, (served, card, version)
         figures["serves"] = served
+        figures["grpc_ready_s"] = grpc_answers(grpc_port, version, started)
 
         figures["slow_clients"] = slow_clients_hold_no_worker(port, seed)
         commands = docker(
@@ -269,6 +271,8 @@ def check_image(image: str, version: str) -> dict[str, object]:
         for command in ("oncology-db", "oncology-quality", "oncology-cases"):  # no pandas here
             usage = docker("exec", container, command, "--help", check=False)
             assert usage.returncode == 0 and "usage:" in usage.stdout, command + usage.stderr
+        protoc = docker("exec", container, "python", "-c", "import grpc_tools", check=False)
+        assert protoc.returncode != 0, "grpcio-tools (build only) in the runtime image"
 
         health = "starting"
         deadline = time.monotonic() + 20
@@ -281,6 +285,27 @@ def check_image(image: str, version: str) -> dict[str, object]:
     finally:
         docker("rm", "--force", container, check=False)
     return figures
+
+
+def grpc_answers(grpc_port: int, version: str, started: float) -> float:
+    """Seconds from the container's start until its gRPC service answered a ModelInfer (the
+    seed tumor, raw contents) with model `version`; the messages compiled in the builder."""
+    import grpc
+    import numpy as np
+
+    from oncology_model.verify import SEED_TUMOR
+    from webservice.grpcserver.protocol import pb, pb_grpc
+
+    tensor = pb.ModelInferRequest.InferInputTensor(name="tumors", datatype="FP32", shape=[1, 9])
+    row = np.array([list(SEED_TUMOR)], dtype="<f4")
+    request = pb.ModelInferRequest(
+        model_name="oncology", inputs=[tensor], raw_input_contents=[row.tobytes()]
+    )
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+        answer = stub.ModelInfer(request, timeout=30, wait_for_ready=True)
+    assert answer.model_version == version, f"gRPC serves {answer.model_version}, not {version}"
+    return round(time.monotonic() - started, 2)
 
 
 def slow_clients_hold_no_worker(port: int, tumor: Mapping[str, object]) -> str:

@@ -13,15 +13,17 @@ No Kubernetes cluster runs here, but Debian's podman plays a Deployment's own po
    the database): `oncology-db upgrade` brings the empty database to the latest schema, and a
    second run finds nothing to do.
 4. `kubectl kustomize k8s/` renders the stable Deployment; a play-only patch: host network on
-   loopback (HOST=127.0.0.1, a free PORT), container ports and probes dropped (podman cannot map
-   ports on the host network, and its healthchecks need systemd: /readyz is polled here), one
-   replica, the image set to exactly the tag `make deploy` sets, from the registry. The database
-   URL's secretKeyRef and the track's fieldRef are played as they are.
-5. `podman kube play`: ready within the startup probe's budget; UID 10001, read-only root, no
-   capabilities, no new privileges; predictions with the expected model version; a start-up log
-   with no ERROR or WARNING line and no ANSI escape codes; every prediction answered (status 200
-   in the access log) is in PostgreSQL's `answers` within seconds, once, with its tumors, the
-   model's version and the pod's track label.
+   loopback (HOST=127.0.0.1, a free PORT and GRPC_PORT), container ports and probes dropped
+   (podman cannot map ports on the host network, and its healthchecks need systemd: /readyz and
+   the gRPC health service are polled here), one replica, the image set to exactly the tag
+   `make deploy` sets, from the registry. The database URL's secretKeyRef and the track's
+   fieldRef are played as they are.
+5. `podman kube play`: ready within the startup probe's budget (/readyz, and the gRPC health
+   service SERVING); UID 10001, read-only root, no capabilities, no new privileges; predictions
+   with the expected model version, over HTTP and over gRPC (UNAUTHENTICATED without a token); a
+   start-up log with no ERROR or WARNING line and no ANSI escape codes; every prediction
+   answered (status 200, or OK over gRPC, in the access log) is in PostgreSQL's `answers` within
+   seconds, once, with its tumors, the model's version and the pod's track label.
 6. A redeploy: the Deployment as `kubectl set image --local` rewrites it for the next model's tag,
    played with `--replace`, serves that model.
 7. Slow clients (`reliability.slow_clients`) against the played pod: ordinary predictions go on.
@@ -105,7 +107,11 @@ METRICS_TOKEN, METRICS_LINE = new_token("k8s-play-metrics")
 AUTHORIZATION = {"Authorization": f"Bearer {TOKEN}"}
 BATCH = json.dumps({"tumors": [SEED_TUMOR.to_dict()] * 1000}).encode()
 # Tumors in each prediction the play sends, by path (the single and batch bodies above).
-TUMORS = {"/v1/predictions": 1, "/v1/predictions/batch": 1000}
+TUMORS = {
+    "/v1/predictions": 1,
+    "/v1/predictions/batch": 1000,
+    "/inference.GRPCInferenceService/ModelInfer": 1,  # the gRPC check's one tumor
+}
 RECORDS = ROOT / "k8s" / "records"
 RECORD_SECONDS = (
     10.0  # a live pod's record reaches the database within this (it flushes each 0.5 s)
@@ -236,8 +242,9 @@ def tokens_folder() -> Path:
     return folder
 
 
-def play_patch(deployment: dict[str, Any], image: str, port: int) -> dict[str, Any]:
-    """The test-only changes: loopback host network, no ports or probes, one replica, the image."""
+def play_patch(deployment: dict[str, Any], image: str, port: int, grpc_port: int) -> dict[str, Any]:
+    """The test-only changes: loopback host network (free HTTP and gRPC ports), no ports or
+    probes, one replica, the image."""
     played = copy.deepcopy(deployment)
     played["spec"]["replicas"] = 1
     pod = played["spec"]["template"]["spec"]
@@ -251,11 +258,13 @@ def play_patch(deployment: dict[str, Any], image: str, port: int) -> dict[str, A
             container["image"] = image
             for key in ("ports", "startupProbe", "readinessProbe", "livenessProbe"):
                 container.pop(key, None)
-            env = [e for e in container.get("env", []) if e["name"] not in ("HOST", "PORT")]
+            played_env = ("HOST", "PORT", "GRPC_PORT")
+            env = [e for e in container.get("env", []) if e["name"] not in played_env]
             container["env"] = [
                 *env,
                 {"name": "HOST", "value": "127.0.0.1"},
                 {"name": "PORT", "value": str(port)},
+                {"name": "GRPC_PORT", "value": str(grpc_port)},
             ]
     return played
 
@@ -295,11 +304,13 @@ def http(
         return error.code, {}
 
 
-def wait_ready(port: int, container: str, budget: float) -> float:
+def wait_ready(port: int, container: str, budget: float, grpc_port: int) -> float:
+    """Seconds until /readyz answers 200 and the gRPC health service SERVING (the Deployment's
+    probes: readiness on HTTP, startup on gRPC)."""
     started = time.monotonic()
     while time.monotonic() - started < budget:
         try:
-            if http(port, "/readyz")[0] == 200:
+            if http(port, "/readyz")[0] == 200 and grpc_serving(grpc_port):
                 return time.monotonic() - started
         except OSError:
             pass
@@ -335,6 +346,51 @@ def check_locked_down(container: str) -> dict[str, Any]:
     return {"uid": uids[0], "cap_eff": fields["CapEff"].strip(), "readonly_root": True}
 
 
+def grpc_serving(grpc_port: int) -> bool:
+    """grpc.health.v1's answer for the service "" (what the startup probe asks): SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=2
+            )
+        except grpc.RpcError:
+            return False
+    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def check_grpc(grpc_port: int, version: str) -> None:
+    """A gRPC inference (the Open Inference Protocol's ModelInfer, one tumor in raw contents):
+    UNAUTHENTICATED without a token, answered by the model `version` with one."""
+    import grpc
+    import numpy as np
+
+    from webservice.grpcserver.protocol import pb, pb_grpc
+
+    row = np.array([list(SEED_TUMOR)], dtype="<f4")
+    request = pb.ModelInferRequest(
+        model_name="oncology",
+        inputs=[
+            pb.ModelInferRequest.InferInputTensor(name="tumors", datatype="FP32", shape=[1, 9])
+        ],
+        raw_input_contents=[row.tobytes()],
+    )
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+        try:
+            stub.ModelInfer(request, timeout=10)
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
+        else:
+            raise AssertionError("a gRPC inference without a token was answered")
+        metadata = (("authorization", f"Bearer {TOKEN}"),)
+        answer = stub.ModelInfer(request, metadata=metadata, timeout=10)
+    assert answer.model_version == version, f"gRPC serves {answer.model_version}, not {version}"
+    assert [output.name for output in answer.outputs][:2] == ["malignant_probability", "label"]
+
+
 def check_serving(port: int, container: str, version: str) -> None:
     status, _ = http(port, "/v1/predictions", SEED, token=False)
     assert status == 401, f"no token, yet HTTP {status}: the tokens Secret is not in force"
@@ -362,22 +418,24 @@ def pull_fresh(image: str) -> None:
 
 
 def play_deployment(deployment: dict[str, Any], image: str, version: str) -> dict[str, Any]:
-    port = free_port()
-    manifest = write_manifest(play_patch(deployment, image, port), DEPLOYMENT_MANIFEST)
+    port, grpc_port = free_port(), free_port()
+    manifest = write_manifest(play_patch(deployment, image, port, grpc_port), DEPLOYMENT_MANIFEST)
     budget = startup_budget(deployment)
     pull_fresh(image)
     started = time.monotonic()
     ids = kube_play(manifest)
     played_s = time.monotonic() - started
-    ready_s = wait_ready(port, ids["container"], budget)
+    ready_s = wait_ready(port, ids["container"], budget, grpc_port)
     figures = {"play_s": round(played_s, 1), "ready_s": round(ready_s, 2), "budget_s": budget}
     figures.update(check_locked_down(ids["container"]))
     check_serving(port, ids["container"], version)
+    check_grpc(grpc_port, version)
     say(
         f"played {image}: ready {ready_s:.2f} s after play (budget {budget:.0f} s), "
-        f"serves {version}, UID {UID}, read-only root, no capabilities, clean start-up log"
+        f"serves {version} over HTTP and gRPC, UID {UID}, read-only root, no capabilities, "
+        "clean start-up log"
     )
-    return {"manifest": manifest, "port": port, **ids, **figures}
+    return {"manifest": manifest, "port": port, "grpc_port": grpc_port, **ids, **figures}
 
 
 def redeploy(played: dict[str, Any], image: str, version: str, budget: float) -> dict[str, Any]:
@@ -398,9 +456,13 @@ def redeploy(played: dict[str, Any], image: str, version: str, budget: float) ->
     pull_fresh(image)
     started = time.monotonic()
     ids = kube_play(manifest, "--replace")
-    ready_s = wait_ready(played["port"], ids["container"], budget)
+    ready_s = wait_ready(played["port"], ids["container"], budget, played["grpc_port"])
     check_serving(played["port"], ids["container"], version)
-    say(f"redeployed to {image} with --replace: ready {ready_s:.2f} s, serves {version}")
+    check_grpc(played["grpc_port"], version)
+    say(
+        f"redeployed to {image} with --replace: ready {ready_s:.2f} s, serves {version} over "
+        "HTTP and gRPC"
+    )
     return {**played, **ids, "redeploy_s": round(time.monotonic() - started, 1)}
 
 
@@ -537,7 +599,7 @@ def answered(log: str) -> dict[str, int]:
     return {
         record["request_id"]: TUMORS[record["path"]]
         for record in access_records(log)
-        if record["status"] == 200 and record["path"] in TUMORS
+        if record["status"] in (200, "OK") and record["path"] in TUMORS
     }
 
 
