@@ -65,6 +65,14 @@ class LiveServer:
         """gunicorn's workers, oldest first."""
         return children(self.gunicorn_pid)
 
+    def grpc_pids(self) -> list[int]:
+        """The gRPC processes beside gunicorn (`webservice.serve`'s GRPC_WORKERS)."""
+        return [
+            pid
+            for pid in children(self.process.pid)
+            if b"webservice.grpcserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +23,8 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from harness.live_server import LiveServer, children, live_server
+from harness.live_server import LiveServer, live_server
+from oncology_model.integrity import bundled_artifacts_dir
 from ops.loopback import free_port
 from tests.unit.test_auth import ALICE, ALICE_LINE, LAB, LAB_LINE, write
 from webservice.grpcserver.protocol import pb, pb_grpc
@@ -300,6 +302,52 @@ def test_hostile_inputs_are_refused_with_the_right_status(
     assert stub.ServerLive(pb.ServerLiveRequest()).live  # and it goes on answering
 
 
+def test_bytes_that_are_no_message_are_refused_and_the_server_goes_on(
+    server: LiveServer, stub: Any
+) -> None:
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        for garbage in (b"\xff" * 64, b"\x2a\x05\x0a\x03abc\x1a\xff\xff\xff\xff\x0f"):
+            with pytest.raises(grpc.RpcError) as raised:
+                infer(garbage, timeout=10)
+            assert raised.value.code() in (
+                grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT
+            ), raised.value  # fmt: skip
+        with pytest.raises(grpc.RpcError) as raised:
+            channel.unary_unary("/inference.GRPCInferenceService/RepositoryModelLoad")(
+                b"", timeout=10
+            )
+        assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert stub.ModelInfer(raw_request(tumors(1)), timeout=30).outputs
+
+
+def test_without_a_verified_model_calls_are_unavailable(tmp_path: Path) -> None:
+    """A tampered model: the gRPC side stays up, not ready (health NOT_SERVING), and inference
+    is UNAVAILABLE naming the reason, as REST answers 503."""
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(bundled_artifacts_dir(), artifacts)
+    (artifacts / "model.onnx").write_bytes(b"not a model")
+    env = {"ONCOLOGY_ARTIFACTS_DIR": str(artifacts)}
+    with live_server(tmp_path, workers=1, env=env, wait=False) as server:
+        deadline = time.monotonic() + 30
+        while not server.grpc_listening():
+            assert time.monotonic() < deadline and server.process.poll() is None
+            time.sleep(0.1)
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            assert stub.ServerLive(pb.ServerLiveRequest()).live
+            assert not stub.ServerReady(pb.ServerReadyRequest()).ready
+            assert not stub.ModelReady(pb.ModelReadyRequest(name="oncology")).ready
+            error = error_of(stub.ModelInfer, raw_request(tumors(1)))
+            assert error.code() == grpc.StatusCode.UNAVAILABLE
+            assert "The model failed to load" in str(error.details())
+            health = health_pb2_grpc.HealthStub(channel)
+            answer = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            live = health.Check(health_pb2.HealthCheckRequest(service="liveness"), timeout=5)
+            assert live.status == health_pb2.HealthCheckResponse.SERVING
+
+
 def test_the_same_message_as_rest_v2(server: LiveServer, stub: Any) -> None:
     rows = np.array([[4, 1, 2, 1, 2, 1, 1, 1, 11], [0, 1, 2, 1, 2, 1, 1, 1, 1]], dtype=np.float32)
     status, rest = rest_v2(server, rows)
@@ -393,22 +441,15 @@ def test_the_bench_grpc_scenario_runs(server: LiveServer, tmp_path: Path) -> Non
         assert 0 < result[side]["server"] <= result[side]["client"]
 
 
-def grpc_pids(server: LiveServer) -> list[int]:
-    return [
-        pid
-        for pid in children(server.process.pid)
-        if b"webservice.grpcserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
-
-
 def test_sigterm_under_load_loses_no_accepted_call(tmp_path: Path) -> None:
     """16 clients call without pause; SIGTERM: every call the server accepted (its id in the
     access log) is answered OK; the rest are refused (UNAVAILABLE), never lost."""
     graceful = 10
     env = {"GRACEFUL_TIMEOUT": str(graceful), "GRPC_WORKERS": "2"}
     outcomes: dict[str, tuple[grpc.StatusCode, float, float]] = {}
+    details: dict[str, str] = {}
     with live_server(tmp_path, workers=1, env=env) as server:
-        assert len(grpc_pids(server)) == 2
+        assert len(server.grpc_pids()) == 2
         stop = threading.Event()
         requests = [raw_request(tumors(1)), raw_request(tumors(2000))]
 
@@ -426,6 +467,7 @@ def test_sigterm_under_load_loses_no_accepted_call(tmp_path: Path) -> None:
                         code = grpc.StatusCode.OK
                     except grpc.RpcError as error:
                         code = error.code()
+                        details[rid] = str(error.details())
                     outcomes[rid] = (code, started, time.monotonic())
                     i += 1
 
@@ -452,13 +494,24 @@ def test_sigterm_under_load_loses_no_accepted_call(tmp_path: Path) -> None:
     # Refused, never accepted: UNAVAILABLE once the server stopped, or CANCELLED by gRPC's core
     # for a call arriving at the instant of the stop (still waiting for a thread of the server).
     refused = {code for code, _, _ in outcomes.values()} - {grpc.StatusCode.OK}
-    assert refused <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, refused
+    unexpected = sorted(
+        (
+            code.name,
+            round(started - term_at, 3),
+            round(ended - term_at, 3),
+            rid in accepted,
+            details.get(rid),
+        )
+        for rid, (code, started, ended) in outcomes.items()
+        if code not in (grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+    )
+    assert refused <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, unexpected[:10]
     assert exited_after <= graceful
 
 
 def test_a_grpc_process_that_dies_stops_the_service(tmp_path: Path) -> None:
     with live_server(tmp_path, workers=1) as server:
-        (pid,) = grpc_pids(server)
+        (pid,) = server.grpc_pids()
         gunicorn = server.gunicorn_pid
         os.kill(pid, signal.SIGKILL)
         assert server.process.wait(30) != 0

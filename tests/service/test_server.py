@@ -136,7 +136,9 @@ def test_metrics_add_up_across_workers(tmp_path: Path) -> None:
             text = response.read().decode()
         for line in text.splitlines():
             if line.startswith("oncology_model_info{"):
-                workers.add(line.split('pid="')[1].split('"')[0])
+                workers.add(int(line.split('pid="')[1].split('"')[0]))
+        # Every process serving the model: gunicorn's two workers and the gRPC process.
+        serving = {*running.workers(), *running.grpc_pids()}
     requests = (
         'oncology_http_requests_total{caller="anonymous",endpoint="/v1/predictions",'
         'method="POST",status="200"}'
@@ -144,4 +146,4 @@ def test_metrics_add_up_across_workers(tmp_path: Path) -> None:
     assert f"{requests} 40.0" in text
     assert 'oncology_predictions_total{prediction="malignant"} 40.0' in text
     assert 'oncology_feature_values_total{feature="mitoses",value="10"} 40.0' in text
-    assert len(workers) == 2
+    assert len(serving) == 3 and workers == serving
