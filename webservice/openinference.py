@@ -1,9 +1,11 @@
 """The Open Inference Protocol ("V2", as KServe, Triton and MLServer speak it) for the one model.
 
 The protocol's one implementation, for both transports (MLServer's "dataplane"): the checks of an
-inference request (`tensor_rows`, `requested_outputs`, `explain_parameter`: the same rules and
-messages whatever carried them; the scores through `oncology_model.validation.validate_flat`, as
-the native API), its answer (`infer`: the outputs as plain values), health and metadata. The REST
+inference request (`check_model`, `explain_parameter`, `check_input_name`, `check_datatype`,
+`rows_of_shape`, `check_count`, `raw_values`, `requested_outputs`: the same rules and messages
+whatever carried them; the scores through `validated`, that is
+`oncology_model.validation.validate_flat`, as the native API), its answer (`infer`: the outputs
+as plain values), health and metadata. The REST
 side is here too (`answer_infer`: JSON in, JSON out), which `PredictionLane` serves and the
 flask-restx resources answer identically without the lane; `webservice.grpcserver` is the thin
 gRPC side. Every error is a `Problem`: under /v2 `{"error": "..."}`, over gRPC a status with the
