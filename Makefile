@@ -133,9 +133,10 @@ train: $(INSTALLED) ## Train, evaluate and export the bundled model (report in b
 		--out $(ARTIFACTS) --report build/report
 
 .PHONY: run
-run: $(SERVING) $(NGINX) ## Serve the API on http://127.0.0.1:8080: nginx in front of gunicorn (HOST, PORT, WORKERS from the env)
+run: $(SERVING) $(NGINX) ## Serve the API on http://127.0.0.1:8080 (nginx in front of gunicorn) and gRPC on 8081 (HOST, PORT, WORKERS, GRPC_PORT from the env)
 	@echo "==> Serving on http://$${HOST:-127.0.0.1}:$${PORT:-8080} (Swagger UI at /docs): nginx \
-	in front of gunicorn, once the settings check out; Ctrl-C stops both"
+	in front of gunicorn, and gRPC (Open Inference Protocol) on port $${GRPC_PORT:-8081}, once the \
+	settings check out; Ctrl-C stops them all"
 	$(PY) -m webservice.serve
 
 .PHONY: test
