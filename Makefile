@@ -186,7 +186,7 @@ security: $(TOOLS) $(INSTALLED) ## bandit, trivy config and secret scans, pip-au
 	$(TOOLS_BIN)/trivy fs --skip-db-update --skip-check-update --scanners secret --exit-code 1 \
 		$(TRIVY_SKIP) .
 	@mkdir -p build/security
-	$(PIPENV) requirements --hash --categories "packages train dev-packages" \
+	$(PIPENV) requirements --hash --categories "packages train dev-packages build" \
 		| grep -v '^-e ' > build/security/locked-requirements.txt
 	$(PYTHON) -m ops.audit_lock --pip-audit $(TOOLS_BIN)/pip-audit \
 		--requirements build/security/locked-requirements.txt \
