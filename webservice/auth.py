@@ -22,6 +22,7 @@ from webservice.tokens import TokenFile
 REALM = "oncology"
 UNAUTHENTICATED = "unauthenticated"
 HOW = "send the header Authorization: Bearer <token>"
+HOW_GRPC = "send the metadata authorization: Bearer <token>"  # the same, as gRPC callers say it
 
 
 def _refusal(status: int, error: str | None, field: str, rule: str, detail: str) -> Problem:

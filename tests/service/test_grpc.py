@@ -405,7 +405,8 @@ def test_bearer_tokens_in_the_authorization_metadata(tmp_path: Path) -> None:
             health_pb2.HealthCheckResponse.SERVING
         )
         for metadata, code, message in (
-            ((), grpc.StatusCode.UNAUTHENTICATED, "needs a token"),
+            ((), grpc.StatusCode.UNAUTHENTICATED,
+             "needs a token: send the metadata authorization: Bearer <token>."),
             ((("authorization", "Basic abc"),), grpc.StatusCode.UNAUTHENTICATED, "bearer"),
             ((("authorization", "Bearer wrong"),), grpc.StatusCode.UNAUTHENTICATED, "not valid"),
             ((("authorization", f"Bearer {LAB}"),), grpc.StatusCode.PERMISSION_DENIED,

@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import orjson
 
-from webservice.auth import UNAUTHENTICATED, authenticate
+from webservice.auth import HOW, HOW_GRPC, UNAUTHENTICATED, authenticate
 from webservice.grpcserver.protocol import SERVICE_NAME
 from webservice.observability import ANONYMOUS, new_request_id, request_id, valid_request_id
 from webservice.problems import Problem, as_problem
@@ -104,7 +104,7 @@ class _Call:
             code = CODES.get(problem.status, grpc.StatusCode.INTERNAL)
             if isinstance(error, Problem) and "Retry-After" in problem.headers:
                 context.set_trailing_metadata((("retry-after", problem.headers["Retry-After"]),))
-            context.abort(code, problem.detail)
+            context.abort(code, problem.detail.replace(HOW, HOW_GRPC))
         finally:
             request_id.reset(token)
             self.finish(code, caller, started, rid)
