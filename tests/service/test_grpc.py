@@ -371,7 +371,10 @@ def test_request_ids_access_log_and_metrics(server: LiveServer, stub: Any) -> No
     _, call = stub.ModelInfer.with_call(
         raw_request(tumors(2)), metadata=(("x-request-id", "grpc-test-42"),), timeout=30
     )
-    assert ("x-request-id", "grpc-test-42") in [(m.key, m.value) for m in call.initial_metadata()]
+    assert ("x-request-id", "grpc-test-42") in [(m.key, m.value) for m in call.trailing_metadata()]
+    error = error_of(stub.ModelInfer, pb.ModelInferRequest(model_name="oncology"))
+    generated = dict(error.trailing_metadata())["x-request-id"]  # on errors too, made when absent
+    assert len(generated) == 24
     error_of(stub.ModelInfer, pb.ModelInferRequest(model_name="oncology"))
     deadline = time.monotonic() + 5
     while not any(r["request_id"] == "grpc-test-42" for r in server.access_log()):

@@ -1,7 +1,8 @@
 """What every gRPC call goes through, as every HTTP request goes through `Observability` and
-`BearerAuth`: a request id (`x-request-id` metadata in and out), the bearer token of the
-`authorization` metadata (the same tokens file, permissions and messages), one JSON access-log
-line, the call's metrics, and errors as gRPC statuses with the message REST V2 gives.
+`BearerAuth`: a request id (`x-request-id` metadata in, and out in the trailing metadata), the
+bearer token of the `authorization` metadata (the same tokens file, permissions and messages),
+one JSON access-log line, the call's metrics, and errors as gRPC statuses with the message REST
+V2 gives.
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ class _Call:
         rid = incoming if isinstance(incoming, str) and valid_request_id(incoming) else None
         rid = rid or new_request_id()
         token = request_id.set(rid)
-        context.send_initial_metadata((("x-request-id", rid),))
+        # In the trailing metadata, sent with the status: initial metadata sent on its own costs
+        # a separate write per call (about a tenth of a single inference's CPU).
+        context.set_trailing_metadata((("x-request-id", rid),))
         caller, code = ANONYMOUS, grpc.StatusCode.OK
         try:
             if self.tokens is not None:
@@ -103,7 +106,9 @@ class _Call:
             problem = as_problem(error, "RPC", self.path)
             code = CODES.get(problem.status, grpc.StatusCode.INTERNAL)
             if isinstance(error, Problem) and "Retry-After" in problem.headers:
-                context.set_trailing_metadata((("retry-after", problem.headers["Retry-After"]),))
+                context.set_trailing_metadata(
+                    (("x-request-id", rid), ("retry-after", problem.headers["Retry-After"]))
+                )
             context.abort(code, problem.detail.replace(HOW, HOW_GRPC))
         finally:
             request_id.reset(token)
