@@ -87,6 +87,7 @@ class GrpcServer:
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.health.set(LIVENESS, SERVING)
+        self.readiness: int | None = None
         self.follow_readiness()
         self.stopping = threading.Event()
 
@@ -95,13 +96,16 @@ class GrpcServer:
         return int(self.server.add_insecure_port(address))
 
     def follow_readiness(self) -> None:
-        """The health of "" and the inference service: the Service's readiness, now."""
+        """The health of "" and the inference service: the Service's readiness, now (set when it
+        changes: each set is a message to every Watch stream)."""
         status = SERVING if self.service.ready else NOT_SERVING
-        for name in ("", SERVICE_NAME):
-            self.health.set(name, status)
+        if status != self.readiness:
+            self.readiness = status
+            for name in ("", SERVICE_NAME):
+                self.health.set(name, status)
 
     def serve(self) -> None:
-        """Answer until `stopping` is set, then stop gracefully within `grace` seconds."""
+        """Answer until `stopping` is set, the health following the Service's readiness."""
         self.server.start()
         while not self.stopping.wait(HEALTH_SECONDS):
             self.follow_readiness()
