@@ -6,6 +6,7 @@ gunicorn behind nginx. Each worker loads and verifies the model once, at start-u
 """
 
 import gc
+import json
 import os
 import shutil
 import signal
@@ -70,7 +71,8 @@ def _fetch_model_once(server):
     start-to-ready time); the workers then load the local copy. When it fails, the workers stay
     unready naming the cause (the missing or altered object, the store that stopped answering)
     without trying again: a download that hangs in a worker would be killed by gunicorn's
-    timeout and retried forever instead."""
+    timeout and retried forever instead. `webservice.serve`'s gRPC processes get the same
+    outcome (`_hand_over`): the model is downloaded once per pod."""
     from webservice.config import load_config
 
     source = load_config()["ARTIFACTS_DIR"]
@@ -85,10 +87,22 @@ def _fetch_model_once(server):
     except (ArtifactError, OSError) as exc:  # a StorageError is an OSError
         server.log.error("Model not downloaded, the service stays unready: %s", exc)
         os.environ[DOWNLOAD_FAILED] = str(exc)
+        _hand_over({DOWNLOAD_FAILED: str(exc)})
         return
     _own_model_dir.append(str(fetched.directory))
     os.environ["ONCOLOGY_ARTIFACTS_DIR"] = str(fetched.directory)
+    _hand_over({"ONCOLOGY_ARTIFACTS_DIR": str(fetched.directory)})
     server.log.info("%s", fetched.summary())
+
+
+def _hand_over(settings):
+    """The download's outcome as the workers' settings, in the file the launcher names
+    (ONCOLOGY_MODEL_HANDOVER): it starts its gRPC processes with them once gunicorn listens, and
+    gunicorn stops after them, so the local copy outlives their loading it."""
+    path = os.environ.get("ONCOLOGY_MODEL_HANDOVER")
+    if path:
+        with open(path, "w") as handover:
+            json.dump(settings, handover)
 
 
 def _migrate_once(server):

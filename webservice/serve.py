@@ -116,7 +116,14 @@ class Launcher:
             signal.signal(signum, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
         socket = self.run_dir / UPSTREAM_SOCKET
-        environment = {**os.environ, "BIND": f"unix:{socket}"}
+        # A model in a bucket: gunicorn's master downloads it and writes here what its workers
+        # then load (the local copy, or why it failed), for the gRPC processes to load the same.
+        handover = self.run_dir / "model-handover.json"
+        environment = {
+            **os.environ,
+            "BIND": f"unix:{socket}",
+            "ONCOLOGY_MODEL_HANDOVER": str(handover),
+        }
         # Each child in a session of its own: Ctrl-C in a terminal reaches the launcher only,
         # which then stops them in order, as for SIGTERM.
         self.gunicorn = subprocess.Popen(
@@ -145,6 +152,8 @@ class Launcher:
             "GRPC_REUSE_PORT": "1" if self.grpc_workers > 1 else "0",
             "ONCOLOGY_DB_MIGRATE": "false",
         }
+        if handover.exists():
+            grpc_environment.update(json.loads(handover.read_text()))
         self.grpc = [
             subprocess.Popen(
                 [sys.executable, "-m", "webservice.grpcserver"],

@@ -92,6 +92,18 @@ def failed_detail(server: LiveServer) -> str:
     raise TimeoutError(server.log.read_text()[-3000:])
 
 
+def grpc_model_version(server: LiveServer) -> str:
+    """The model version the gRPC process serves (ModelMetadata)."""
+    import grpc
+
+    from webservice.grpcserver.protocol import pb, pb_grpc
+
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        metadata = stub.ModelMetadata(pb.ModelMetadataRequest(name="oncology"), timeout=10)
+    return str(metadata.versions[0])
+
+
 def leftovers(scratch: Path) -> list[str]:
     return sorted(path.name for path in scratch.glob("oncology-model-*"))
 
@@ -103,11 +115,13 @@ def test_serves_the_model_downloaded_from_the_bucket(
         status, ready = get(server, "/readyz")
         status_prediction, answer = get(server, "/v1/predictions", SEED_JSON)
         assert leftovers(scratch), "the local copy is kept while serving"
+        grpc_version = grpc_model_version(server)
     assert status == 200 and ready["model_version"] == VERSION
     assert status_prediction == 200 and answer["model_version"] == VERSION
+    assert grpc_version == VERSION  # the gRPC process loads the same local copy
     log = server.log.read_text()
     downloads = [line for line in log.splitlines() if "downloaded from" in line]
-    assert len(downloads) == 1, downloads  # once, by gunicorn's master, for both workers
+    assert len(downloads) == 1, downloads  # once, by gunicorn's master, for all its processes
     assert f"model {VERSION} downloaded from {URL} (3 objects," in downloads[0]
     assert s3.secret not in log
     assert leftovers(scratch) == [], "the local copy is removed at exit"
