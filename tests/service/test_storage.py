@@ -453,26 +453,28 @@ def test_confirmed_cases_export_to_the_bucket_and_train_from_it(
     assert client.post("/v1/outcomes", json={"outcomes": outcomes}).status_code == 200
     env = environment(s3, ONCOLOGY_DATABASE_URL=database)
     result = run(
-        "webservice.records.cases", "export", "-o", f"s3://{BUCKET}/cases/cases.csv", env=env
+        "webservice.records.cases", "export", "-o", f"s3://{BUCKET}/confirmed/cases.csv", env=env
     )
     assert result.returncode == 0, result.stderr
     assert "exported 80 confirmed cases (40 benign, 40 malignant)" in result.stderr
-    found = keys(s3, "cases/")
-    assert set(found) == {"cases/cases.csv", "cases/cases.csv.manifest.json"}
-    csv = s3.client().get_object(Bucket=BUCKET, Key="cases/cases.csv")
+    found = keys(s3, "confirmed/")
+    assert set(found) == {"confirmed/cases.csv", "confirmed/cases.csv.manifest.json"}
+    csv = s3.client().get_object(Bucket=BUCKET, Key="confirmed/cases.csv")
     assert csv["ContentType"] == "text/csv"
     manifest = json.loads(
-        s3.client().get_object(Bucket=BUCKET, Key="cases/cases.csv.manifest.json")["Body"].read()
+        s3.client()
+        .get_object(Bucket=BUCKET, Key="confirmed/cases.csv.manifest.json")["Body"]
+        .read()
     )
     assert manifest["sha256"] == hashlib.sha256(csv["Body"].read()).hexdigest()
     out = tmp_path / "model"
     trained = run(
-        "oncology_model.training_cli", "--data", f"s3://{BUCKET}/cases/", "--out", str(out),
+        "oncology_model.training_cli", "--data", f"s3://{BUCKET}/confirmed/", "--out", str(out),
         "--no-report", "--candidates", "logistic_regression", env=env,
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr
     metadata = json.loads((out / METADATA_FILE).read_text())
     assert metadata["training_data"]["manifests"] == [manifest]
     assert_no_secret(s3, result.stdout, result.stderr, trained.stdout, trained.stderr)
-    prefix = run("webservice.records.cases", "export", "-o", f"s3://{BUCKET}/cases/", env=env)
+    prefix = run("webservice.records.cases", "export", "-o", f"s3://{BUCKET}/confirmed/", env=env)
     assert prefix.returncode == 1 and "is a prefix: name the object" in prefix.stderr
