@@ -143,6 +143,17 @@ run: $(SERVING) $(NGINX) ## Serve the API on http://127.0.0.1:8080 (nginx in fro
 test: $(INSTALLED) system-packages docs ## Run the test suite on every core (workers=N to choose)
 	$(PY) -m pytest --numprocesses $(workers) --dist loadscope
 
+# `make coverage`: the same suite measuring the lines of oncology_model and webservice that ran in
+# the test processes (the servers the tests start run in processes of their own, not measured).
+COVERAGE_DIR := build/coverage
+
+.PHONY: coverage
+coverage: $(INSTALLED) system-packages docs ## Run the test suite with line coverage: build/coverage/ (html/, coverage.json) for make upload-report
+	rm -rf $(COVERAGE_DIR) && mkdir -p $(COVERAGE_DIR)
+	COVERAGE_FILE=$(COVERAGE_DIR)/.coverage $(PY) -m pytest --numprocesses $(workers) --dist loadscope \
+		--cov=oncology_model --cov=webservice --cov-report=term:skip-covered \
+		--cov-report=html:$(COVERAGE_DIR)/html --cov-report=json:$(COVERAGE_DIR)/coverage.json
+
 .PHONY: test-unit
 test-unit: $(INSTALLED) ## Run the unit tests alone (one process each: no server, network or subprocess; under 30 s)
 	$(PY) -m pytest tests/unit --numprocesses $(workers) --dist loadscope
@@ -157,7 +168,7 @@ package: train ## Train, test and build the wheel into dist/
 bucket ?=
 report_dir ?= build/report
 gate_json ?= build/gate/compare.json
-coverage_report ?= build/coverage
+coverage_report ?= $(COVERAGE_DIR)
 bench_dir ?= build/bench
 
 .PHONY: upload-report

@@ -411,9 +411,13 @@ def test_make_upload_report_puts_the_figures_under_the_model_version(
     (report / "roc.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     gate = tmp_path / "compare.json"
     gate.write_text('{"accepted": true}\n')
+    coverage = tmp_path / "coverage"  # what `make coverage` writes
+    (coverage / "html").mkdir(parents=True)
+    (coverage / "html" / "index.html").write_text("<html></html>\n")
+    (coverage / "coverage.json").write_text('{"totals": {"percent_covered": 90.0}}\n')
     result = subprocess.run(
         ["make", "--no-print-directory", "upload-report", f"bucket=s3://{BUCKET}/reports",
-         f"report_dir={report}", f"gate_json={gate}"],
+         f"report_dir={report}", f"gate_json={gate}", f"coverage_report={coverage}"],
         capture_output=True, text=True, cwd=ROOT, env={**top_level(), **environment(s3)},
         timeout=300,
     )  # fmt: skip
@@ -427,6 +431,8 @@ def test_make_upload_report_puts_the_figures_under_the_model_version(
     assert types["report/report.json"] == "application/json"
     assert types["report/roc.png"] == "image/png"
     assert types["gate/compare.json"] == "application/json"
+    assert types["coverage/html/index.html"] == "text/html; charset=utf-8"
+    assert types["coverage/coverage.json"] == "application/json"
     assert_no_secret(s3, result.stdout, result.stderr)
 
 
