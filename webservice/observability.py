@@ -86,20 +86,36 @@ class Observability:
             endpoint, method if method in _METHODS else "other", str(status), elapsed, caller
         )
         if self.access_log:
-            record = {
-                "ts": time.time(),
-                "level": "info",
-                "event": "request",
-                "method": method,
-                "path": path[:256],
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 3),
-                "request_id": rid,
-                "caller": caller,
-                "model_version": self.model_version,
-            }
-            # One write per line: lines from several workers never interleave (< PIPE_BUF).
-            os.write(1, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+            write_access_line(method, path[:256], status, elapsed, rid, caller, self.model_version)
+
+
+def write_access_line(
+    method: str,
+    path: str,
+    status: int | str,
+    elapsed: float,
+    rid: str,
+    caller: str,
+    model_version: str | None,
+    **extra: str,
+) -> None:
+    """One JSON access-log line on stdout: what was asked, how it ended, for whom, in how long
+    (`extra`: fields a transport adds, as gRPC's `protocol`)."""
+    record = {
+        "ts": time.time(),
+        "level": "info",
+        "event": "request",
+        **extra,
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round(elapsed * 1000, 3),
+        "request_id": rid,
+        "caller": caller,
+        "model_version": model_version,
+    }
+    # One write per line: lines from several processes never interleave (< PIPE_BUF).
+    os.write(1, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
 
 
 class JsonFormatter(logging.Formatter):

@@ -7,18 +7,22 @@ V2 gives.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
 import grpc
-import orjson
 
 from webservice.auth import HOW, HOW_GRPC, UNAUTHENTICATED, authenticate
 from webservice.grpcserver.protocol import SERVICE_NAME
-from webservice.observability import ANONYMOUS, new_request_id, request_id, valid_request_id
+from webservice.observability import (
+    ANONYMOUS,
+    new_request_id,
+    request_id,
+    valid_request_id,
+    write_access_line,
+)
 from webservice.problems import Problem, as_problem
 from webservice.tally import record_grpc_request
 from webservice.tokens import TokenFile
@@ -120,17 +124,7 @@ class _Call:
         status = code.name
         record_grpc_request(self.name, status, elapsed, caller)
         if self.access_log:
-            line = {
-                "ts": time.time(),
-                "level": "info",
-                "event": "request",
-                "protocol": "grpc",
-                "method": self.name,
-                "path": self.path,
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 3),
-                "request_id": rid,
-                "caller": caller,
-                "model_version": self.model_version,
-            }
-            os.write(1, orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
+            write_access_line(
+                self.name, self.path, status, elapsed, rid, caller, self.model_version,
+                protocol="grpc",
+            )  # fmt: skip
