@@ -82,6 +82,13 @@ def on_record(base: str, rows: np.ndarray, prediction_ids: Any) -> None:
             assert json.loads(response.read())["prediction_id"] == prediction_id
 
 
+def same_answer(base: str, rows: np.ndarray, output: Callable[[str], Any]) -> None:
+    """The answer's outputs (`output(name)`: as the client reads one) are the native API's for
+    the same rows, and its prediction ids look up their records."""
+    same_as_native(base, rows, output("malignant_probability"), output("label"))
+    on_record(base, rows, output("prediction_id"))
+
+
 def same_as_native(base: str, rows: np.ndarray, probability: Any, labels: Any) -> None:
     expected_p, expected_labels = native(base, rows)
     texts = [x.decode() if isinstance(x, bytes) else str(x) for x in np.asarray(labels).ravel()]
@@ -111,10 +118,7 @@ def triton_checks(base: str) -> dict[str, Callable[[], None]]:
         tensor.set_data_from_numpy(rows, binary_data=binary)
         result = client.infer(MODEL, [tensor], request_id="triton-1")
         assert result.get_response()["id"] == "triton-1"
-        same_as_native(
-            base, rows, result.as_numpy("malignant_probability"), result.as_numpy("label")
-        )
-        on_record(base, rows, result.as_numpy("prediction_id"))
+        same_answer(base, rows, result.as_numpy)
 
     def malformed() -> None:
         tensor = httpclient.InferInput("tumors", [1, 9], "INT32")
@@ -167,13 +171,7 @@ def kserve_checks(base: str) -> dict[str, Callable[[], None]]:
         response = run(lambda client: client.infer(base, request, model_name=MODEL))
         assert response.id == "kserve-1"
         outputs = {output.name: output for output in response.outputs}
-        same_as_native(
-            base,
-            rows,
-            outputs["malignant_probability"].as_numpy(),
-            outputs["label"].as_numpy(),
-        )
-        on_record(base, rows, outputs["prediction_id"].as_numpy())
+        same_answer(base, rows, lambda name: outputs[name].as_numpy())
 
     def malformed() -> None:
         tensor = InferInput("tumors", [1, 8], "INT64", data=[4, 1, 2, 1, 2, 1, 1, 1])
@@ -218,10 +216,7 @@ def triton_grpc_checks(base: str, target: str, guarded: str) -> dict[str, Callab
         tensor.set_data_from_numpy(rows)  # raw_input_contents, tritonclient's only way
         result = client.infer(MODEL, [tensor], request_id="triton-grpc-1")
         assert result.get_response().id == "triton-grpc-1"
-        same_as_native(
-            base, rows, result.as_numpy("malignant_probability"), result.as_numpy("label")
-        )
-        on_record(base, rows, result.as_numpy("prediction_id"))
+        same_answer(base, rows, result.as_numpy)
 
     def refused(
         tensor: Any, code: str, message: str, model: str = MODEL, on: Any = client, **kwargs: Any
@@ -300,13 +295,7 @@ def kserve_grpc_checks(base: str, target: str, guarded: str) -> dict[str, Callab
         response = run(lambda client: client.infer(request))
         assert response.id == "kserve-g1"
         outputs = {output.name: output for output in response.outputs}
-        same_as_native(
-            base,
-            rows,
-            outputs["malignant_probability"].as_numpy(),
-            outputs["label"].as_numpy(),
-        )
-        on_record(base, rows, outputs["prediction_id"].as_numpy())
+        same_answer(base, rows, lambda name: outputs[name].as_numpy())
 
     def refused(
         request: Any, code: Any, message: str, url: str = target, headers: Any = None
