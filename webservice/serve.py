@@ -183,6 +183,26 @@ class Launcher:
         counter.join(timeout=5)
         return code
 
+    def _count_unrecorded(self) -> None:
+        """Count what each exited gRPC process answered but never wrote to the record (killed
+        before it could), as gunicorn's master does for its workers."""
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not folder:
+            return
+        from webservice.records.writer import unrecorded
+
+        for process in self.grpc:
+            lost = unrecorded(process.pid, folder) if process.poll() is not None else 0
+            if lost:
+                from webservice.metrics import RECORDS_LOST
+
+                RECORDS_LOST.inc(lost)
+                print(
+                    f"oncology-serve: gRPC process {process.pid} stopped without writing {lost} "
+                    "answered tumors to the prediction record",
+                    file=sys.stderr,
+                )
+
     def _wait_for(self, socket: Path) -> bool:
         """Until gunicorn listens on `socket`; False when it exits or a stop is asked first."""
         deadline = time.monotonic() + SOCKET_WAIT_SECONDS
@@ -212,6 +232,7 @@ class Launcher:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+        self._count_unrecorded()
         return code
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:

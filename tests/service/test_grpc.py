@@ -513,14 +513,24 @@ def test_sigterm_under_load_loses_no_accepted_call(tmp_path: Path) -> None:
     assert exited_after <= graceful
 
 
-def test_a_grpc_process_that_dies_stops_the_service(tmp_path: Path) -> None:
-    with live_server(tmp_path, workers=1) as server:
+def test_a_grpc_process_that_dies_stops_the_service_and_its_unwritten_answers_are_counted(
+    tmp_path: Path,
+) -> None:
+    """Answers are written every minute here: the killed process had written none of them, and
+    the launcher says how many were lost (as gunicorn's master does for a worker)."""
+    env = {"ONCOLOGY_RECORDS_FLUSH_SECONDS": "60"}
+    with live_server(tmp_path, workers=1, env=env) as server:
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            stub.ModelInfer(raw_request(tumors(25)), timeout=30)
         (pid,) = server.grpc_pids()
         gunicorn = server.gunicorn_pid
         os.kill(pid, signal.SIGKILL)
         assert server.process.wait(30) != 0
         assert not Path(f"/proc/{gunicorn}").exists()
-        assert "the gRPC server exited" in server.log.read_text()
+        log = server.log.read_text()
+        assert "the gRPC server exited" in log
+        assert f"gRPC process {pid} stopped without writing 25 answered tumors" in log
 
 
 def test_a_grpc_port_in_use_stops_the_start_in_one_line(tmp_path: Path) -> None:
