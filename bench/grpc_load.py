@@ -137,11 +137,11 @@ def grpc_batch(server: LiveServer, rows: np.ndarray, number: int) -> tuple[float
     """(server ms from the access log, client ms) of one 10,000-tumor ModelInfer, raw FP32."""
     import grpc
 
-    from webservice.grpcserver.protocol import pb, pb_grpc
+    from webservice.grpcserver.protocol import inference_stub, pb
 
     request_id = f"bench-grpc-batch-{number}-{time.time_ns()}"
     with grpc.insecure_channel(server.grpc_target) as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+        stub = inference_stub(channel)
         stub.ServerLive(pb.ServerLiveRequest(), timeout=10)  # connected before the clock starts
         started = time.perf_counter()
         tensor = pb.ModelInferRequest.InferInputTensor(

@@ -294,7 +294,7 @@ def grpc_answers(grpc_port: int, version: str, started: float) -> float:
     import numpy as np
 
     from oncology_model.verify import SEED_TUMOR
-    from webservice.grpcserver.protocol import pb, pb_grpc
+    from webservice.grpcserver.protocol import inference_stub, pb
 
     tensor = pb.ModelInferRequest.InferInputTensor(name="tumors", datatype="FP32", shape=[1, 9])
     row = np.array([list(SEED_TUMOR)], dtype="<f4")
@@ -302,7 +302,7 @@ def grpc_answers(grpc_port: int, version: str, started: float) -> float:
         model_name="oncology", inputs=[tensor], raw_input_contents=[row.tobytes()]
     )
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+        stub = inference_stub(channel)
         answer = stub.ModelInfer(request, timeout=30, wait_for_ready=True)
     assert answer.model_version == version, f"gRPC serves {answer.model_version}, not {version}"
     return round(time.monotonic() - started, 2)

@@ -367,7 +367,7 @@ def check_grpc(grpc_port: int, version: str) -> None:
     import grpc
     import numpy as np
 
-    from webservice.grpcserver.protocol import pb, pb_grpc
+    from webservice.grpcserver.protocol import inference_stub, pb
 
     row = np.array([list(SEED_TUMOR)], dtype="<f4")
     request = pb.ModelInferRequest(
@@ -378,7 +378,7 @@ def check_grpc(grpc_port: int, version: str) -> None:
         raw_input_contents=[row.tobytes()],
     )
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+        stub = inference_stub(channel)
         try:
             stub.ModelInfer(request, timeout=10)
         except grpc.RpcError as error:

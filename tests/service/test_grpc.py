@@ -27,7 +27,7 @@ from harness.live_server import LiveServer, live_server
 from oncology_model.integrity import bundled_artifacts_dir
 from ops.loopback import free_port
 from tests.unit.test_auth import ALICE, ALICE_LINE, LAB, LAB_LINE, write
-from webservice.grpcserver.protocol import pb, pb_grpc
+from webservice.grpcserver.protocol import inference_stub, pb
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 @pytest.fixture(scope="module")
 def stub(server: LiveServer) -> Iterator[Any]:
     with grpc.insecure_channel(server.grpc_target) as channel:
-        yield pb_grpc.GRPCInferenceServiceStub(channel)
+        yield inference_stub(channel)
 
 
 def tumors(n: int, seed: int = 7) -> np.ndarray:
@@ -334,7 +334,7 @@ def test_without_a_verified_model_calls_are_unavailable(tmp_path: Path) -> None:
             assert time.monotonic() < deadline and server.process.poll() is None
             time.sleep(0.1)
         with grpc.insecure_channel(server.grpc_target) as channel:
-            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            stub = inference_stub(channel)
             assert stub.ServerLive(pb.ServerLiveRequest()).live
             assert not stub.ServerReady(pb.ServerReadyRequest()).ready
             assert not stub.ModelReady(pb.ModelReadyRequest(name="oncology")).ready
@@ -399,7 +399,7 @@ def test_bearer_tokens_in_the_authorization_metadata(tmp_path: Path) -> None:
         live_server(tmp_path, workers=1, env=env) as server,
         grpc.insecure_channel(server.grpc_target) as channel,
     ):
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        stub = inference_stub(channel)
         request = raw_request(tumors(1))
         assert stub.ServerLive(pb.ServerLiveRequest()).live  # open, as /v2/health/live
         assert stub.ServerReady(pb.ServerReadyRequest()).ready
@@ -459,7 +459,7 @@ def test_sigterm_under_load_loses_no_accepted_call(tmp_path: Path) -> None:
 
         def client(number: int) -> None:
             with grpc.insecure_channel(server.grpc_target) as channel:
-                stub = pb_grpc.GRPCInferenceServiceStub(channel)
+                stub = inference_stub(channel)
                 i = 0
                 while not stop.is_set():
                     rid = f"c{number}-{i}"
@@ -521,7 +521,7 @@ def test_a_grpc_process_that_dies_stops_the_service_and_its_unwritten_answers_ar
     env = {"ONCOLOGY_RECORDS_FLUSH_SECONDS": "60"}
     with live_server(tmp_path, workers=1, env=env) as server:
         with grpc.insecure_channel(server.grpc_target) as channel:
-            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            stub = inference_stub(channel)
             stub.ModelInfer(raw_request(tumors(25)), timeout=30)
         (pid,) = server.grpc_pids()
         gunicorn = server.gunicorn_pid

@@ -96,10 +96,10 @@ def grpc_model_version(server: LiveServer) -> str:
     """The model version the gRPC process serves (ModelMetadata)."""
     import grpc
 
-    from webservice.grpcserver.protocol import pb, pb_grpc
+    from webservice.grpcserver.protocol import inference_stub, pb
 
     with grpc.insecure_channel(server.grpc_target) as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        stub = inference_stub(channel)
         metadata = stub.ModelMetadata(pb.ModelMetadataRequest(name="oncology"), timeout=10)
     return str(metadata.versions[0])
 

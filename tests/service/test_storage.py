@@ -233,7 +233,7 @@ def test_the_gate_refuses_an_altered_model_in_the_bucket(s3: S3Server) -> None:
     assert f"model artifact {altered}{ONNX_FILE} fails verification" in result.stderr
 
 
-def served_from(s3: S3Server, url: str, log: Path) -> subprocess.Popen[bytes]:
+def served_from(s3: S3Server, url: str, log: Path) -> LiveServer:
     """`make run` with the model at `url`, on a free port."""
     port = free_port()
     env = {
@@ -250,15 +250,14 @@ def served_from(s3: S3Server, url: str, log: Path) -> subprocess.Popen[bytes]:
             ["make", "--no-print-directory", "run"],
             cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-    process.port = port  # type: ignore[attr-defined]
-    return process
+    return LiveServer(process, port, log)
 
 
 def test_make_run_serves_the_trained_model_from_the_bucket(
     s3: S3Server, trained: dict[str, Any], tmp_path: Path
 ) -> None:
-    process = served_from(s3, trained["url"], tmp_path / "run.log")
-    server = LiveServer(process, process.port, tmp_path / "run.log")  # type: ignore[attr-defined]
+    server = served_from(s3, trained["url"], tmp_path / "run.log")
+    process = server.process
     try:
         ready_seconds = server.wait_ready(timeout=60)
         request = urllib.request.Request(
@@ -291,8 +290,8 @@ def test_make_run_stays_unready_naming_an_altered_object(
     joblib = source.get_object(Bucket=BUCKET, Key=prefix + "model.joblib")["Body"].read()
     put(s3, prefix + "model.joblib", joblib + b"\0")
     url = f"s3://{BUCKET}/{prefix}"
-    process = served_from(s3, url, tmp_path / "run.log")
-    server = LiveServer(process, process.port, tmp_path / "run.log")  # type: ignore[attr-defined]
+    server = served_from(s3, url, tmp_path / "run.log")
+    process = server.process
     try:
         answer = _unready_answer(server)
     finally:

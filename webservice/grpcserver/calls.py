@@ -54,7 +54,7 @@ def observed(
     servicer: Any, *, tokens: TokenFile | None, model_version: str, access_log: bool
 ) -> SimpleNamespace:
     """The servicer's methods, each wrapped as a gRPC method (request, context), for
-    `add_GRPCInferenceServiceServicer_to_server`."""
+    `add_inference_service`."""
     return SimpleNamespace(
         **{
             name: _Call(

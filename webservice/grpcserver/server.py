@@ -31,7 +31,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from webservice.config import load_config, startup_problem
 from webservice.grpcserver import calls
-from webservice.grpcserver.protocol import SERVICE_NAME, pb_grpc
+from webservice.grpcserver.protocol import SERVICE_NAME, add_inference_service
 from webservice.grpcserver.servicer import InferenceServicer
 from webservice.metrics import record_served
 from webservice.observability import configure_logging
@@ -75,7 +75,7 @@ class GrpcServer:
             ],
             maximum_concurrent_rpcs=settings["MAX_REQUESTS_IN_PROGRESS"],
         )
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        add_inference_service(
             calls.observed(
                 servicer,
                 tokens=tokens,
