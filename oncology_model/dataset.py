@@ -287,8 +287,7 @@ def _training_values(table: CsvTable, cells: pd.DataFrame) -> dict[str, np.ndarr
     first: tuple[int, int, str] | None = None
     for position, name in enumerate(table.columns):
         if name == ID_COLUMN and table.headered:
-            codes_text = cells[position].to_numpy(dtype=object)
-            values[name] = np.array([text.strip() for text in codes_text], dtype=object)
+            values[name] = cells[position].str.strip().to_numpy(dtype=object)
             empty = np.flatnonzero(values[name] == "")
             if len(empty):
                 candidate = (int(cells.index[empty[0]]), position, f"{ID_COLUMN} is empty")

@@ -19,6 +19,7 @@ import argparse
 import csv
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -69,23 +70,23 @@ def confirmed_cases(engine: sa.Engine, window: Window) -> Iterator[tuple[str, by
 def export(engine: sa.Engine, window: Window, output: Path) -> dict[str, Any] | None:
     """Write the window's confirmed cases to `output` and its manifest beside it; the manifest,
     or None (nothing written) when there is no case. Each file appears whole or not at all."""
-    per_class = {"benign": 0, "malignant": 0}
-    try:
-        with _replacing(output) as out:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(COLUMNS)
-            for prediction_id, scores, outcome in confirmed_cases(engine, window):
-                cells = [str(code) if code else "" for code in scores]
-                writer.writerow((prediction_id, *cells, CLASS_CODES[outcome]))
-                per_class[outcome] += 1
-            if not sum(per_class.values()):
-                raise _NoCases
-    except _NoCases:
+    cases = confirmed_cases(engine, window)
+    first = next(cases, None)
+    if first is None:
         return None
+    per_class = {"benign": 0, "malignant": 0}
+    with _replacing(output) as out:
+        hashed = _Hashing(out)
+        writer = csv.writer(hashed, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for prediction_id, scores, outcome in itertools.chain([first], cases):
+            cells = [str(code) if code else "" for code in scores]
+            writer.writerow((prediction_id, *cells, CLASS_CODES[outcome]))
+            per_class[outcome] += 1
     manifest = {
         "kind": MANIFEST_KIND,
         "file": output.name,
-        "sha256": hashlib.sha256(output.read_bytes()).hexdigest(),
+        "sha256": hashed.sha256.hexdigest(),
         "rows": sum(per_class.values()),
         "rows_per_class": per_class,
         "query": {
@@ -125,8 +126,16 @@ def _fail(message: str) -> int:
     return 1
 
 
-class _NoCases(Exception):
-    pass
+class _Hashing:
+    """Text written on to `out`, its UTF-8 bytes hashed on the way (the file is never re-read)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.sha256 = hashlib.sha256()
+
+    def write(self, text: str) -> int:
+        self.sha256.update(text.encode("utf-8"))
+        return self.out.write(text)
 
 
 @contextmanager
