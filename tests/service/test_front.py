@@ -54,6 +54,17 @@ def front_answers(server: LiveServer) -> dict[str, float]:
     return counts
 
 
+def counted_front_answers(server: LiveServer, reason: str, expected: float) -> float:
+    """`front_answers(server)[reason]` once it reaches `expected` (or after 5 s): nginx logs an
+    answer just after sending it, and the launcher counts the line after that."""
+    deadline = time.monotonic() + 5
+    while (count := front_answers(server).get(reason, 0)) < expected:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return count
+
+
 def front_lines(server: LiveServer) -> list[dict]:
     return [
         json.loads(line)
@@ -121,11 +132,7 @@ def test_a_client_too_slow_with_its_headers_is_cut_off_logged_and_counted(
     with socket.create_connection(("127.0.0.1", server.port)) as connection:
         connection.sendall(HEAD + b"Content-Length: 1000\r\n\r\n" + b"{" * 10)  # then stalls
         assert closed_within(connection, 10)
-    # nginx logs a cut-off connection just after closing it; the launcher then counts the line.
-    deadline = time.monotonic() + 5
-    while front_answers(server).get("timeout", 0) < before + 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert front_answers(server)["timeout"] == before + 2
+    assert counted_front_answers(server, "timeout", before + 2) == before + 2
     timeouts = [line for line in front_lines(server) if line["reason"] == "timeout"]
     assert timeouts and timeouts[-1]["status"] == 408
     assert timeouts[-1]["path"] == "/v1/predictions"
@@ -218,7 +225,7 @@ def test_requests_beyond_the_limit_in_progress_are_refused_with_retry_after(
         while predict(server)[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert predict(server)[0] == 200
-        assert front_answers(server)["busy"] == 1
+        assert counted_front_answers(server, "busy", 1) == 1
 
 
 def test_sigterm_answers_the_request_under_way_then_stops_both(tmp_path: Path) -> None:
